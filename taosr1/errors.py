@@ -1,0 +1,23 @@
+"""Exceptions that name what went wrong (table, field, row) so a user can act on them."""
+
+from __future__ import annotations
+
+
+class Taosr1Error(Exception):
+    """Base class of the project's own errors."""
+
+
+class SchemaViolation(Taosr1Error):
+    """Data does not match a table contract; the message names the table and the field."""
+
+    def __init__(self, table: str, field: str, problem: str) -> None:
+        self.table, self.field, self.problem = table, field, problem
+        super().__init__(f"table '{table}', field '{field}': {problem}")
+
+
+class CountMismatch(Taosr1Error):
+    """Row counts of a job do not add up, so some rows would be lost."""
+
+
+class InputError(Taosr1Error):
+    """User input (a file, a flag, a row) is unusable; the message names it."""

@@ -1,0 +1,220 @@
+"""Search-log ingestion: raw files → bronze (as they came) → silver (typed, valid, deduplicated) + quarantine.
+
+Per day, in one pass over the input (persisted once):
+* every input row lands in bronze with its file and row number;
+* each row is classified: ``quarantine`` (first failing rule gives the reason), ``duplicate`` (an ``event_id``
+  already seen earlier in the day) or ``silver``;
+* bronze, silver and quarantine partitions of that day are *replaced*, so re-running a day never duplicates;
+* ``rows_in == rows_silver + rows_quarantined + rows_deduplicated`` is checked against what was committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from taosr1.errors import CountMismatch, InputError
+from taosr1.io.tables import TableStore
+from taosr1.runs import record_run
+from taosr1.obs import get_logger, log_event
+
+log = get_logger(__name__)
+STAGE = "ingest_logs"
+EVENT_TYPES = ("impression", "click", "add_to_cart", "order")
+RAW_FIELDS = ("event_id", "event_type", "ts", "session_id", "user_id", "query_id", "query", "product_id", "position")
+REQUIRED = ("event_id", "event_type", "ts", "session_id", "query", "product_id", "position")
+TS_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSS][.SS][.S]XXX"
+
+
+@dataclass
+class DayCounts:
+    """Counts of one ingested day; they must add up."""
+
+    ds: str
+    rows_in: int = 0
+    rows_silver: int = 0
+    rows_quarantined: int = 0
+    rows_deduplicated: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def adds_up(self) -> bool:
+        return self.rows_in == self.rows_silver + self.rows_quarantined + self.rows_deduplicated
+
+
+def day_files(input_path: str, ds: str) -> list[str]:
+    """Input files of one day: ``<input>/ds=<day>/*.jsonl|*.json|*.parquet`` (a day folder may be empty)."""
+    folder = Path(input_path) / f"ds={ds}"
+    if not folder.is_dir():
+        return []
+    return sorted(str(p.resolve()) for p in folder.iterdir()
+                  if p.suffix in (".jsonl", ".json", ".parquet") and not p.name.startswith(("_", ".")))
+
+
+def days_between(start: str, end: str | None) -> list[str]:
+    """Every day from ``start`` to ``end`` inclusive (yyyy-MM-dd); a bad date is an InputError naming it."""
+    try:
+        a = dt.date.fromisoformat(start)
+        b = dt.date.fromisoformat(end or start)
+    except ValueError as e:
+        raise InputError(f"dates must be yyyy-MM-dd: {e}") from e
+    if b < a:
+        raise InputError(f"end {b} is before start {a}")
+    return [f"{a + dt.timedelta(days=i):%Y-%m-%d}" for i in range((b - a).days + 1)]
+
+
+def read_raw(spark: SparkSession, files: list[str]) -> DataFrame:
+    """Rows as they came: ``source_file``, ``source_row`` (0-based) and ``raw`` (a JSON text)."""
+    frames = []
+    jsonl = [f for f in files if not f.endswith(".parquet")]
+    parquet = [f for f in files if f.endswith(".parquet")]
+    if jsonl:
+        frames.append(spark.read.text(jsonl).select(F.input_file_name().alias("source_file"),
+                                                     F.col("value").alias("raw")))
+    if parquet:
+        pq = spark.read.parquet(*parquet)
+        cols = [c for c in pq.columns if c != "raw_text"]
+        raw = F.to_json(F.struct(*cols))
+        if "raw_text" in pq.columns:  # a record that could not be parsed upstream keeps its text
+            raw = F.coalesce(F.col("raw_text"), raw)
+        frames.append(pq.select(F.input_file_name().alias("source_file"), raw.alias("raw")))
+    df = frames[0]
+    for f in frames[1:]:
+        df = df.unionByName(f)
+    order = Window.partitionBy("source_file").orderBy("_mono")
+    return (df.withColumn("_mono", F.monotonically_increasing_id())
+            .withColumn("source_row", (F.row_number().over(order) - 1).cast("long"))
+            .drop("_mono"))
+
+
+def _reason(ds: str) -> Column:
+    """The first rule a row breaks, as a reason code; null for a valid row."""
+    j = lambda n: F.col(f"j.{n}")  # noqa: E731
+    ts = F.try_to_timestamp(j("ts"), F.lit(TS_FORMAT))
+    pos = F.expr("try_cast(j.position AS INT)")
+    rules: list[tuple[Column, Column]] = [(F.col("j._corrupt").isNotNull() | F.col("j").isNull(),
+                                           F.lit("malformed_json"))]
+    for n in REQUIRED:
+        rules.append((j(n).isNull() | (F.trim(j(n)) == ""), F.lit(f"missing_field:{n}")))
+    rules += [
+        (~j("event_type").isin(*EVENT_TYPES), F.lit("invalid_event_type")),
+        (ts.isNull(), F.lit("invalid_timestamp")),
+        (F.date_format(ts, "yyyy-MM-dd") != F.lit(ds), F.lit("timestamp_outside_day")),
+        (pos.isNull() | (pos < 1), F.lit("invalid_position")),
+    ]
+    expr = F.lit(None).cast("string")
+    for cond, reason in reversed(rules):
+        expr = F.when(cond, reason).otherwise(expr)
+    return expr
+
+
+def _detail(reason: Column) -> Column:
+    return (F.when(reason == "invalid_event_type", F.concat(F.lit("event_type="), F.col("j.event_type")))
+            .when(reason.isin("invalid_timestamp", "timestamp_outside_day"), F.concat(F.lit("ts="), F.col("j.ts")))
+            .when(reason == "invalid_position", F.concat(F.lit("position="), F.col("j.position")))
+            .when(reason == "malformed_json", F.lit("not a JSON object"))
+            .otherwise(F.lit(None)))
+
+
+def classify(raw: DataFrame, ds: str) -> DataFrame:
+    """Parse and classify every row: ``status`` is silver | duplicate | quarantine (with ``reason``)."""
+    schema = ", ".join(f"{n} string" for n in RAW_FIELDS) + ", _corrupt string"
+    parsed = raw.withColumn("j", F.from_json("raw", schema, {"mode": "PERMISSIVE",
+                                                              "columnNameOfCorruptRecord": "_corrupt"}))
+    reason = _reason(ds)
+    parsed = parsed.withColumn("reason", reason).withColumn("detail", _detail(F.col("reason")))
+    first = Window.partitionBy(F.col("j.event_id")).orderBy("source_file", "source_row")
+    rank = F.when(F.col("reason").isNull(), F.row_number().over(first))
+    return (parsed.withColumn("_rank", rank)
+            .withColumn("status", F.when(F.col("reason").isNotNull(), "quarantine")
+                        .when(F.col("_rank") == 1, "silver").otherwise("duplicate"))
+            .drop("_rank"))
+
+
+def _silver(classified: DataFrame, ds: str, run_id: str) -> DataFrame:
+    j = lambda n: F.col(f"j.{n}")  # noqa: E731
+    qid = F.coalesce(F.when(F.trim(j("query_id")) != "", j("query_id")),
+                     F.concat(F.lit("q-"), F.regexp_replace(F.lower(F.trim(j("query"))), r"\s+", "-")))
+    return classified.where("status = 'silver'").select(
+        F.lit(ds).alias("ds"), j("event_id").alias("event_id"), j("event_type").alias("event_type"),
+        F.try_to_timestamp(j("ts"), F.lit(TS_FORMAT)).alias("ts"), j("session_id").alias("session_id"),
+        j("user_id").alias("user_id"), qid.alias("query_id"), j("query").alias("query"),
+        j("product_id").alias("product_id"), F.expr("try_cast(j.position AS INT)").alias("position"),
+        "source_file", "source_row", F.lit(run_id).alias("ingest_run_id"))
+
+
+def quarantine_rows(df: DataFrame, *, stage: str, ds: str, run_id: str, key: Column | None = None) -> DataFrame:
+    """Shape rejected rows (with ``raw``, ``reason``, ``detail``, optional lineage) for the quarantine table."""
+    col = lambda n: F.col(n) if n in df.columns else F.lit(None)  # noqa: E731
+    return df.select(F.lit(stage).alias("stage"), F.lit(ds).alias("ds"),
+                     col("source_file").cast("string").alias("source_file"),
+                     col("source_row").cast("long").alias("source_row"),
+                     (key if key is not None else F.lit(None)).cast("string").alias("record_key"),
+                     F.col("raw").alias("raw"), F.col("reason").alias("reason"),
+                     col("detail").cast("string").alias("detail"),
+                     F.lit(run_id).alias("run_id"), F.current_timestamp().alias("quarantined_at"))
+
+
+def ingest_day(spark: SparkSession, store: TableStore, input_path: str, ds: str, run_id: str) -> DayCounts:
+    """Ingest one day; replaces that day's partitions in bronze, silver and quarantine."""
+    files = day_files(input_path, ds)
+    counts = DayCounts(ds=ds)
+    if not files:
+        log_event(log, "ingest.no_input", ds=ds, input=input_path)
+        raw = spark.createDataFrame([], "source_file string, raw string, source_row long")
+    else:
+        raw = read_raw(spark, files)
+    classified = classify(raw, ds).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        expected = {r["status"]: r["n"] for r in classified.groupBy("status").agg(F.count("*").alias("n")).collect()}
+        counts.reasons = {r["reason"]: r["n"] for r in
+                          classified.where("reason IS NOT NULL").groupBy("reason").agg(F.count("*").alias("n"))
+                          .collect()}
+        bronze = classified.select(F.lit(ds).alias("ds"), "source_file", "source_row", "raw",
+                                   F.lit(run_id).alias("ingest_run_id"), F.current_timestamp().alias("ingested_at"))
+        part = {"ds": ds}
+        w_bronze = store.write("search_log_bronze", bronze, "overwrite", replace=part)
+        w_silver = store.write("search_log", _silver(classified, ds, run_id), "overwrite", replace=part)
+        w_quar = store.write("quarantine", quarantine_rows(classified.where("status = 'quarantine'"), stage=STAGE,
+                                                           ds=ds, run_id=run_id, key=F.col("j.event_id")),
+                             "overwrite", replace={"stage": STAGE, "ds": ds})
+    finally:
+        classified.unpersist()
+    counts.rows_in = store.count("search_log_bronze", part)
+    counts.rows_silver = store.count("search_log", part)
+    counts.rows_quarantined = store.count("quarantine", {"stage": STAGE, "ds": ds})
+    counts.rows_deduplicated = int(expected.get("duplicate", 0))
+    want = (sum(expected.values()), expected.get("silver", 0), expected.get("quarantine", 0))
+    got = (counts.rows_in, counts.rows_silver, counts.rows_quarantined)
+    if want != got or not counts.adds_up():
+        raise CountMismatch(f"ingest of {ds}: classified (in, silver, quarantine) = {want} but the tables hold "
+                            f"{got}; dedup {counts.rows_deduplicated}")
+    log_event(log, "ingest.day", **asdict(counts), versions=(w_bronze.version, w_silver.version, w_quar.version))
+    return counts
+
+
+def ingest_logs(spark: SparkSession, store: TableStore, input_path: str, start: str, end: str | None = None,
+                run_id: str | None = None) -> list[DayCounts]:
+    """Ingest every day in ``[start, end]``; each day is its own idempotent unit, recorded in ``job_runs``."""
+    if not Path(input_path).exists():
+        raise InputError(f"input path {input_path} does not exist")
+    out = []
+    for ds in days_between(start, end):
+        rid = run_id or f"{STAGE}-{ds}-{uuid.uuid4().hex[:8]}"
+        started = time.time()
+        with record_run(store, STAGE, rid, ds=ds, params={"input": input_path}) as rec:
+            c = ingest_day(spark, store, input_path, ds, rid)
+            rec.counts.update(rows_in=c.rows_in, rows_silver=c.rows_silver, rows_quarantined=c.rows_quarantined,
+                              rows_deduplicated=c.rows_deduplicated)
+            rec.counts.update({f"reason:{k}": v for k, v in c.reasons.items()})
+            for t in ("search_log_bronze", "search_log", "quarantine"):
+                rec.table_versions[t] = store.version(t) or 0
+        log_event(log, "ingest.done", ds=ds, seconds=round(time.time() - started, 1))
+        out.append(c)
+    return out

@@ -1,0 +1,192 @@
+"""The table layer: path-based Delta tables under one warehouse root, checked against their contracts.
+
+Two backends implement :class:`TableStore`:
+
+* ``delta-spark`` (production): Spark's own Delta writer, ``replaceWhere`` and ``MERGE INTO``; needs the Delta
+  jars on the cluster (or ``--packages``), or a Spark Connect server with native Delta.
+* ``delta-rs`` (embedded default): executors write Parquet in parallel and the driver commits the files as one
+  Delta transaction with delta-rs; reads resolve a version's files through the Delta log.
+
+Both give the same tables: analysts can read them with Spark SQL, delta-rs, DuckDB or polars.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from deltalake import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from taosr1 import contracts
+from taosr1.config import Settings
+from taosr1.contracts import Contract
+from taosr1.errors import SchemaViolation
+from taosr1.obs import get_logger, log_event
+from taosr1.spark import is_remote
+
+log = get_logger(__name__)
+
+Mode = Literal["append", "overwrite"]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a commit did: the table, its new version, rows and files added."""
+
+    table: str
+    version: int
+    rows: int
+    files: int
+    partitions: Mapping[str, str] = field(default_factory=dict)
+
+
+def _predicate(where: Mapping[str, str]) -> str:
+    """SQL text of an equality filter on partition columns (values are quoted and escaped)."""
+    parts = []
+    for col, val in where.items():
+        escaped = str(val).replace("'", "''")
+        parts.append(f"{col} = '{escaped}'")
+    return " AND ".join(parts)
+
+
+class TableStore(abc.ABC):
+    """Reads and writes the project's tables by name; every write is checked against the table's contract."""
+
+    backend: str = ""
+
+    def __init__(self, spark: SparkSession, settings: Settings) -> None:
+        self.spark = spark
+        self.settings = settings
+        self.root = settings.warehouse_uri()
+
+    # -- locations -------------------------------------------------------------------------------------------
+    def path(self, table: str) -> str:
+        """Location of a table: ``<warehouse>/<layer>/<table>``."""
+        c = contracts.load(table)
+        return f"{self.root}/{c.layer}/{table}" if c.layer else f"{self.root}/{table}"
+
+    def exists(self, table: str) -> bool:
+        """Whether the table has a Delta log."""
+        return DeltaTable.is_deltatable(self.path(table))
+
+    def delta(self, table: str, version: int | None = None) -> DeltaTable:
+        """The delta-rs handle of a table (log reader; works for tables either backend wrote)."""
+        return DeltaTable(self.path(table), version=version)
+
+    def version(self, table: str) -> int | None:
+        """Current version, or ``None`` if the table does not exist yet."""
+        return self.delta(table).version() if self.exists(table) else None
+
+    def history(self, table: str) -> list[dict]:
+        """Commit history, newest first."""
+        return self.delta(table).history()
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    def read(self, table: str, version: int | None = None, *, check: bool = True) -> DataFrame:
+        """Read a table (optionally an older version) as a Spark DataFrame in contract column order."""
+        c = contracts.load(table)
+        if not self.exists(table):
+            raise FileNotFoundError(f"table '{table}' does not exist at {self.path(table)}; run the job that "
+                                    f"writes it first")
+        df = self._read(c, version)
+        if check:
+            c.check_schema(df.schema)
+        return df.select(*[f.name for f in c.schema.fields])
+
+    def count(self, table: str, where: Mapping[str, str] | None = None) -> int:
+        """Row count of the current version (optionally of some partitions)."""
+        df = self.read(table, check=False)
+        if where:
+            df = df.where(_predicate(where))
+        return df.count()
+
+    def register_views(self, tables: Sequence[str] | None = None) -> list[str]:
+        """Make tables queryable by name in Spark SQL (temp views of the current versions)."""
+        done = []
+        for t in tables or contracts.all_tables():
+            if self.exists(t):
+                self.read(t, check=False).createOrReplaceTempView(t)
+                done.append(t)
+        return done
+
+    # -- writing ---------------------------------------------------------------------------------------------
+    def write(self, table: str, df: DataFrame, mode: Mode = "append",
+              replace: Mapping[str, str] | None = None) -> WriteResult:
+        """Append, overwrite the table, or (``mode="overwrite"`` + ``replace``) replace exactly some partitions.
+
+        ``replace`` maps partition columns to values, e.g. ``{"ds": "2026-11-21"}``; a row outside it is an error,
+        so a re-run of a day can never touch another day. The commit is atomic: readers see the old or the new
+        version, never a half-written one.
+        """
+        c = contracts.load(table)
+        df = c.conform(df)
+        if replace:
+            if mode != "overwrite":
+                raise ValueError("replace= needs mode='overwrite'")
+            unknown = [k for k in replace if k not in c.partition_by]
+            if unknown:
+                raise SchemaViolation(table, unknown[0], f"replace= names a column that is not a partition column "
+                                                         f"(partitions: {list(c.partition_by)})")
+        result = self._write(c, df, mode, dict(replace or {}))
+        log_event(log, "table.commit", table=table, backend=self.backend, version=result.version,
+                  rows=result.rows, files=result.files, mode=mode, replace=dict(replace or {}))
+        return result
+
+    def merge(self, table: str, df: DataFrame, keys: Sequence[str]) -> WriteResult:
+        """Upsert ``df`` into ``table`` on ``keys`` (update matches, insert the rest) in one commit."""
+        c = contracts.load(table)
+        df = c.conform(df)
+        if not self.exists(table):
+            return self._write(c, df, "append", {})
+        result = self._merge(c, df, list(keys))
+        log_event(log, "table.merge", table=table, backend=self.backend, version=result.version, rows=result.rows)
+        return result
+
+    def _check_required_not_null(self, c: Contract, df: DataFrame, only: Sequence[str] | None = None) -> None:
+        """One aggregate pass counting nulls in required fields (the delta-rs backend reads footers instead)."""
+        names = list(only) if only is not None else c.required
+        if not names:
+            return
+        row = df.select([F.sum(F.col(n).isNull().cast("long")).alias(n) for n in names]).first()
+        for n in names:
+            if row and row[n]:
+                raise SchemaViolation(c.table, n, f"required field is null in {row[n]} row(s)")
+
+    @abc.abstractmethod
+    def _read(self, c: Contract, version: int | None) -> DataFrame: ...
+
+    @abc.abstractmethod
+    def _write(self, c: Contract, df: DataFrame, mode: Mode, replace: dict[str, str]) -> WriteResult: ...
+
+    @abc.abstractmethod
+    def _merge(self, c: Contract, df: DataFrame, keys: list[str]) -> WriteResult: ...
+
+
+def choose_backend(spark: SparkSession, requested: str = "auto") -> str:
+    """``auto``: delta-spark on Spark Connect or when the Delta extension is on the JVM classpath, else delta-rs."""
+    if requested != "auto":
+        return requested
+    if is_remote(spark):
+        return "delta-spark"
+    try:
+        spark.sparkContext._jvm.java.lang.Class.forName("io.delta.sql.DeltaSparkSessionExtension")  # type: ignore[union-attr]
+        return "delta-spark"
+    except Exception:  # noqa: BLE001 - py4j raises its own error type for a missing class
+        return "delta-rs"
+
+
+def open_store(spark: SparkSession, settings: Settings | None = None) -> TableStore:
+    """The table store for this session, backend chosen by settings (``auto`` by default)."""
+    settings = settings or Settings.from_env()
+    backend = choose_backend(spark, settings.table_backend)
+    if backend == "delta-spark":
+        from taosr1.io.delta_spark import DeltaSparkStore
+
+        return DeltaSparkStore(spark, settings)
+    from taosr1.io.delta_rs import DeltaRsStore
+
+    return DeltaRsStore(spark, settings)
