@@ -108,6 +108,110 @@ def _print_counts(counts) -> None:
     console.print(t)
 
 
+model_app = typer.Typer(no_args_is_help=True, help="The built-in model and local checkpoints.")
+app.add_typer(model_app, name="model")
+
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model folder (default $TAOSR1_MODEL or "
+                                                 "<warehouse>/models/taosr1-builtin).")]
+
+
+def _model_path(model: str | None, store) -> str:
+    import os
+
+    return model or os.environ.get("TAOSR1_MODEL") or f"{store.root}/models/taosr1-builtin"
+
+
+@model_app.command("init")
+def model_init_cmd(
+    out: Annotated[Optional[str], typer.Option(help="Output folder (default <warehouse>/models/taosr1-builtin).")] = None,
+    source: str = "world", warmup_steps: int = 200, seed: int = 0, warehouse: Warehouse = None,
+) -> None:
+    """Build the built-in tokenizer + small Qwen3 model from the source's catalog text (safetensors)."""
+    from taosr1.config import Settings
+    from taosr1.data.sources import load_source
+    from taosr1.model.builtin import BuiltinConfig, build_builtin_model, catalog_texts
+    from taosr1.model.loading import model_version
+
+    p, lab = load_source(source)
+    target = out or f"{Settings.from_env(warehouse=warehouse).warehouse_uri()}/models/taosr1-builtin"
+    path = build_builtin_model(catalog_texts(p, lab), target, BuiltinConfig(warmup_steps=warmup_steps, seed=seed))
+    console.print(f"model: {path} (version {model_version(path)})")
+
+
+def _engine_config(engine: str, model_path: str, batch_size: int, dtype: str, device: str, base_url: str | None,
+                   served_model: str | None):
+    from taosr1.engines import EngineConfig
+
+    return EngineConfig(backend=engine, model_path=model_path, batch_size=batch_size, dtype=dtype, device=device,
+                        base_url=base_url, served_model=served_model,
+                        gpu_memory_utilization=0.9 if device.startswith("cuda") else 0.1)
+
+
+@app.command("score")
+def score_cmd(
+    ds: Annotated[str, typer.Option(help="Day to score (yyyy-MM-dd).")],
+    engine: Annotated[str, typer.Option(help="hf | vllm | openai")] = "hf",
+    model: ModelOpt = None,
+    beta_cum: Annotated[Optional[float], typer.Option(help="CumPT threshold (default: the model's calibration, "
+                                                           "else 0.5).")] = None,
+    candidates: Annotated[Optional[str], typer.Option(help="Candidate pairs table (Delta or Parquet) instead of "
+                                                           "the day's impressions.")] = None,
+    incremental: Annotated[bool, typer.Option(help="Score only pairs not yet scored by this model version.")] = False,
+    batch_size: int = 32, dtype: str = "float32", device: str = "cpu",
+    base_url: Annotated[Optional[str], typer.Option(help="openai engine: server URL (…/v1).")] = None,
+    served_model: Annotated[Optional[str], typer.Option(help="openai engine: the server's model name.")] = None,
+    warehouse: Warehouse = None, backend: BackendOpt = None,
+) -> None:
+    """Score a day's query-product pairs into relevance_scores (label probabilities + CumPT tiers)."""
+    from taosr1.errors import Taosr1Error
+    from taosr1.scoring.job import score_catalog
+
+    try:
+        spark, store = _store(warehouse, backend, "taosr1-score-catalog")
+        cfg = _engine_config(engine, _model_path(model, store), batch_size, dtype, device, base_url, served_model)
+        rep = score_catalog(spark, store, ds, cfg, beta_cum=beta_cum, candidates=candidates, incremental=incremental)
+    except (Taosr1Error, FileNotFoundError) as e:
+        _fail(e)
+        return
+    _print_score(store, rep)
+
+
+def _print_score(store, rep) -> None:
+    from pyspark.sql import functions as F
+
+    t = Table(title=f"relevance scoring {rep.ds} (pairs_in = scored + quarantined + already scored)")
+    for col in ("pairs_in", "scored", "quarantined", "already scored", "model version", "thresholds"):
+        t.add_column(col, justify="right")
+    th = rep.thresholds
+    t.add_row(str(rep.pairs_in), str(rep.scored), str(rep.quarantined), str(rep.already_scored), rep.model_version,
+              f"{th['origin']}")
+    console.print(t)
+    console.print(f"relevance_scores: [bold]{store.path('relevance_scores')}[/] (Delta, version {rep.table_version}, "
+                  f"partition ds={rep.ds})")
+    df = store.read("relevance_scores").where((F.col("ds") == rep.ds) & (F.col("run_id") == rep.run_id))
+    df.groupBy("tier").count().orderBy("tier").show()
+    df.select("query", "product_id", F.round("p4", 3).alias("p4"), F.round("p3", 3).alias("p3"),
+              F.round("p2", 3).alias("p2"), F.round("p1", 3).alias("p1"), "level", "tier").show(5, truncate=38)
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    source: Annotated[str, typer.Option(help="Labelled pairs: the source partition of query_product_labels.")] = "world",
+    objective: Annotated[str, typer.Option(help="macro_f1 | good_precision")] = "macro_f1",
+    per_level: Annotated[bool, typer.Option(help="Fit t4 ≥ t3 ≥ t2 instead of one beta_cum.")] = False,
+    target_precision: float = 0.9, engine: str = "hf", model: ModelOpt = None, batch_size: int = 32,
+    dtype: str = "float32", device: str = "cpu", warehouse: Warehouse = None, backend: BackendOpt = None,
+) -> None:
+    """Fit CumPT thresholds on labelled pairs and store them, versioned, next to the model."""
+    from taosr1.scoring.calibrate_job import calibrate_on_labels
+
+    spark, store = _store(warehouse, backend, "taosr1-calibrate")
+    cfg = _engine_config(engine, _model_path(model, store), batch_size, dtype, device, None, None)
+    cal, path = calibrate_on_labels(spark, store, cfg, source=source, objective=objective, per_level=per_level,
+                                    target_precision=target_precision)
+    console.print(f"{cal.objective}={cal.score:.4f} on {cal.n} pairs with {cal.thresholds} -> {path}")
+
+
 @app.command("tables")
 def tables_cmd(warehouse: Warehouse = None, backend: BackendOpt = None) -> None:
     """List every table: location, version and row count."""
@@ -128,7 +232,7 @@ def demo_cmd(
     source: Annotated[str, typer.Option(help="world (bundled sample) | homedepot")] = "world",
     days: int = 3, start: str = "2026-11-19", warehouse: Warehouse = None, backend: BackendOpt = None,
 ) -> None:
-    """The main job on the embedded default: sample world → simulated logs → ingest → silver tables."""
+    """The main job on the embedded default: sample world → simulated logs → ingest → built-in model → scored day."""
     from taosr1.data.load import load_judgments
     from taosr1.data.logsim import SimConfig, simulate_logs
     from taosr1.data.sources import load_source
@@ -147,6 +251,21 @@ def demo_cmd(
     _print_counts(counts)
     console.print(f"\nsilver table: [bold]{store.path('search_log')}[/] (Delta, version {store.version('search_log')})")
     store.read("search_log").orderBy("ts").show(5, truncate=40)
+
+    from pathlib import Path
+
+    from taosr1.engines import EngineConfig
+    from taosr1.model.builtin import BuiltinConfig, build_builtin_model, catalog_texts
+    from taosr1.scoring.job import score_catalog
+
+    model = _model_path(None, store)
+    if not (Path(model) / "config.json").exists():
+        console.rule(f"4. built-in model → {model}")
+        build_builtin_model(catalog_texts(p, lab), model, BuiltinConfig())
+    last = _last_day(start, days)
+    console.rule(f"5. nightly scoring of {last}: label probabilities → CumPT tiers → relevance_scores")
+    rep = score_catalog(spark, store, last, EngineConfig(backend="hf", model_path=model, batch_size=32))
+    _print_score(store, rep)
 
 
 def _last_day(start: str, days: int) -> str:

@@ -1,0 +1,132 @@
+"""Run an engine inside Spark: loaded once per executor Python process, batched, row identity kept.
+
+``with_label_probs(df, config)`` adds ``p4, p3, p2, p1`` and ``error`` to every row of ``df`` with
+``mapInPandas``. Guarantees, as Ray Data LLM's stages give them:
+* one output row per input row, in order (asserted per batch);
+* a failing batch is bisected and retried, so one poisonous row becomes one row with ``error`` set instead of a
+  failed job; the caller quarantines those rows;
+* progress: every batch logs rows, rows/s and an ETA for its task in the executor log (Spark's own progress bar
+  and UI show the stage).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+from taosr1.engines.base import Engine, EngineConfig, create_engine
+from taosr1.obs import get_logger, log_event
+
+log = get_logger(__name__)
+T = TypeVar("T")
+_ENGINES: dict[str, Engine] = {}
+PRODUCT_COLS = ("title", "category", "brand", "price", "attributes", "description")
+PROB_COLS = ("p4", "p3", "p2", "p1")
+
+
+def engine_for(config: EngineConfig) -> Engine:
+    """The process-wide engine for a config: built on first use, then reused by every task in this worker."""
+    key = config.key()
+    if key not in _ENGINES:
+        started = time.time()
+        _ENGINES[key] = create_engine(config)
+        log_event(log, "engine.loaded", backend=config.backend, model=config.model_path,
+                  seconds=round(time.time() - started, 1))
+    return _ENGINES[key]
+
+
+def run_bisected(fn: Callable[[list[Any]], Sequence[T]], items: list[Any], retries: int = 1
+                 ) -> list[tuple[T | None, str | None]]:
+    """``fn`` over ``items``; on failure split the batch in halves until single items, retry those, and return
+    ``(result, None)`` or ``(None, error)`` per item, in order."""
+    if not items:
+        return []
+    try:
+        out = list(fn(items))
+        if len(out) != len(items):
+            raise RuntimeError(f"engine returned {len(out)} results for {len(items)} inputs")
+        return [(o, None) for o in out]
+    except Exception as e:  # noqa: BLE001 - any engine error becomes a row error, never a dead job
+        if len(items) == 1:
+            for _ in range(retries):
+                try:
+                    return [(list(fn(items))[0], None)]
+                except Exception as again:  # noqa: BLE001
+                    e = again
+            return [(None, f"{type(e).__name__}: {e}"[:500])]
+        mid = len(items) // 2
+        return run_bisected(fn, items[:mid], retries) + run_bisected(fn, items[mid:], retries)
+
+
+def _prompt_fn(engine: Engine, order: str) -> Callable[[dict], str]:
+    from taosr1.prompts import build_messages, render_prompt
+
+    def make(row: dict) -> str:
+        product = {k: row.get(k) for k in PRODUCT_COLS}
+        return render_prompt(engine.tokenizer, build_messages(row["query"], product, order))  # type: ignore[arg-type]
+
+    return make
+
+
+def with_label_probs(df: DataFrame, config: EngineConfig, *, order: str = "post_cot", expected_rows: int = 0,
+                     gpus_per_task: float | None = None) -> DataFrame:
+    """Add label probabilities (and ``error``) to each row; needs ``query`` plus product columns in ``df``."""
+    missing = [c for c in ("query", "title") if c not in df.columns]
+    if missing:
+        raise ValueError(f"with_label_probs needs column(s) {missing}")
+    out_schema = StructType(list(df.schema.fields) + [StructField(c, DoubleType()) for c in PROB_COLS]
+                            + [StructField("error", StringType())])
+    cfg_json = config.model_dump_json()
+    parts = max(1, df.rdd.getNumPartitions()) if expected_rows else 1
+    per_task = expected_rows / parts if expected_rows else 0
+
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        cfg = EngineConfig.model_validate_json(cfg_json)
+        engine = engine_for(cfg)
+        make_prompt = _prompt_fn(engine, order)
+        done, started = 0, time.time()
+        for pdf in batches:
+            rows = pdf.to_dict("records")
+            prompts: list[str | None] = []
+            errors: list[str | None] = []
+            for r in rows:
+                try:
+                    prompts.append(make_prompt(r))
+                    errors.append(None)
+                except Exception as e:  # noqa: BLE001
+                    prompts.append(None)
+                    errors.append(f"prompt: {type(e).__name__}: {e}"[:500])
+            ok = [i for i, p in enumerate(prompts) if p is not None]
+            probs = [[None] * 4 for _ in rows]
+            for start in range(0, len(ok), cfg.batch_size):
+                idx = ok[start: start + cfg.batch_size]
+                results = run_bisected(lambda ps: list(engine.label_probs(ps)), [prompts[i] for i in idx])
+                for i, (res, err) in zip(idx, results):
+                    if err is None:
+                        probs[i] = [float(x) for x in res]
+                    else:
+                        errors[i] = err
+            out = pdf.copy()
+            for j, c in enumerate(PROB_COLS):
+                out[c] = [p[j] for p in probs]
+            out["error"] = errors
+            assert len(out) == len(pdf), "one output row per input row"
+            done += len(out)
+            rate = done / max(time.time() - started, 1e-9)
+            eta = max(per_task - done, 0) / rate if per_task else None
+            log_event(log, "label_probs.batch", rows=len(out), task_rows=done, rows_per_s=round(rate, 1),
+                      eta_s=None if eta is None else round(eta, 1),
+                      errors=sum(e is not None for e in errors))
+            yield out
+
+    if gpus_per_task:
+        from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
+
+        profile = ResourceProfileBuilder().require(TaskResourceRequests().cpus(1).resource("gpu", gpus_per_task)).build
+        return df.mapInPandas(score, out_schema, profile=profile)
+    return df.mapInPandas(score, out_schema)
