@@ -68,3 +68,21 @@ def homedepot():
     if shared_data_dir() is None:
         pytest.skip("../shared/data (Home Depot judgments) not present")
     return load_source("homedepot", split="train")
+
+
+@pytest.fixture(scope="session")
+def builtin_model(tmp_path_factory, world):
+    """The built-in model, built once per test session from the sample world's text (short warm-up)."""
+    from taosr1.model.builtin import BuiltinConfig, build_builtin_model, catalog_texts
+
+    out = tmp_path_factory.mktemp("models") / "builtin"
+    return str(build_builtin_model(catalog_texts(*world), out, BuiltinConfig(warmup_steps=30, seed=1)))
+
+
+@pytest.fixture(scope="session")
+def pair_rows(world):
+    """Judged pairs joined with their products (dicts), the input every engine test scores."""
+    products, labels = world
+    prods = products.set_index("product_id").to_dict("index")
+    return [dict(query=r.query, query_id=r.query_id, product_id=r.product_id, label=int(r.label),
+                 **prods[r.product_id]) for r in labels.itertuples()]

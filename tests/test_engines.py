@@ -1,0 +1,164 @@
+"""Engines on the built-in model: hf, vLLM (CPU build) and an OpenAI-compatible server (vLLM's own) agree."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from taosr1.engines import EngineConfig, create_engine
+from taosr1.engines.spark_runner import PROB_COLS, run_bisected, with_label_probs
+from taosr1.prompts import build_messages, render_prompt
+from tests.conftest import BACKEND
+
+# The agreement we state: renormalised label probabilities of two backends differ by at most this (fp32, CPU).
+TOLERANCE = 1e-4
+jvm_only = pytest.mark.skipif(BACKEND != "delta-rs", reason="engine tests run on local JVM Spark")
+
+
+def _prompts(engine, rows):
+    return [render_prompt(engine.tokenizer, build_messages(r["query"], r)) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def hf(builtin_model):
+    return create_engine(EngineConfig(model_path=builtin_model, batch_size=16))
+
+
+def test_hf_prefix_cache_matches_plain_forward(hf, builtin_model, pair_rows):
+    plain = create_engine(EngineConfig(model_path=builtin_model, batch_size=16, prefix_cache=False))
+    prompts = _prompts(hf, pair_rows[:40])
+    a, b = hf.label_probs(prompts), plain.label_probs(prompts)
+    np.testing.assert_allclose(a, b, atol=TOLERANCE)
+    np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=1e-9)
+    # batch composition does not change a row's probabilities
+    np.testing.assert_allclose(hf.label_probs(prompts[:3]), a[:3], atol=TOLERANCE)
+
+
+def test_hf_sample_is_seeded_and_has_logprobs(hf, pair_rows):
+    prompts = _prompts(hf, pair_rows[:3])
+    s1 = hf.sample(prompts, n=3, max_new_tokens=12, seed=5)
+    s2 = hf.sample(prompts, n=3, max_new_tokens=12, seed=5)
+    s3 = hf.sample(prompts, n=3, max_new_tokens=12, seed=6)
+    assert [[x.text for x in r] for r in s1] == [[x.text for x in r] for r in s2]
+    assert [[x.text for x in r] for r in s1] != [[x.text for x in r] for r in s3]
+    assert len(s1) == 3 and all(len(r) == 3 for r in s1)
+    for row in s1:
+        for smp in row:
+            assert 0 < len(smp.token_logprobs) <= 12 and all(lp <= 0 for lp in smp.token_logprobs)
+
+
+def test_run_bisected_isolates_the_poisonous_item():
+    calls = []
+
+    def fn(items):
+        calls.append(len(items))
+        if 13 in items:
+            raise ValueError("poison 13")
+        return [i * 2 for i in items]
+
+    out = run_bisected(fn, list(range(20)))
+    assert [o for o, _ in out] == [i * 2 if i != 13 else None for i in range(20)]
+    assert out[13][1] == "ValueError: poison 13" and sum(e is not None for _, e in out) == 1
+
+
+@jvm_only
+def test_spark_runner_keeps_rows_and_quarantines_a_bad_row(spark, builtin_model, pair_rows):
+    import pandas as pd
+
+    rows = pd.DataFrame(pair_rows[:300])[["query_id", "query", "product_id", "title", "category", "brand", "price",
+                                          "description"]]
+    rows.loc[7, "title"] = " ".join(f"w{i}" for i in range(400))  # far past max_model_len once tokenised
+    df = spark.createDataFrame(rows).repartition(3)
+    cfg = EngineConfig(model_path=builtin_model, batch_size=32, max_model_len=400)
+    out = with_label_probs(df, cfg, expected_rows=300).toPandas()
+    assert len(out) == 300 and set(out["product_id"]) == set(rows["product_id"])
+    errs = out[out["error"].notna()]
+    assert list(errs["query_id"] + errs["product_id"]) == [rows.loc[7, "query_id"] + rows.loc[7, "product_id"]]
+    assert "max_model_len" in errs["error"].iloc[0]
+    good = out[out["error"].isna()]
+    np.testing.assert_allclose(good[list(PROB_COLS)].sum(axis=1), 1.0, atol=1e-6)
+    # the same rows scored directly agree with the Spark run
+    direct = create_engine(cfg)
+    sub = good.head(20)
+    want = direct.label_probs(_prompts(direct, sub.to_dict("records")))
+    np.testing.assert_allclose(sub[list(PROB_COLS)].to_numpy(), want, atol=TOLERANCE)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def vllm_server(builtin_model, tmp_path_factory):
+    """vLLM's own OpenAI-compatible server (CPU build) on loopback."""
+    pytest.importorskip("vllm")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_CPU_NUM_OF_RESERVED_CPU="0")
+    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", builtin_model,
+                             "--served-model-name", "builtin", "--host", "127.0.0.1", "--port", str(port),
+                             "--dtype", "float32", "--enforce-eager", "--max-model-len", "1024",
+                             "--gpu-memory-utilization", "0.1"], env=env, stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT)
+    import urllib.request
+
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("vLLM server exited:\n" + log.read_text()[-3000:])
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(1)
+    else:
+        proc.kill()
+        raise TimeoutError("vLLM server did not come up:\n" + log.read_text()[-3000:])
+    yield f"http://127.0.0.1:{port}/v1"
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.mark.slow
+@jvm_only
+def test_all_three_backends_agree_inside_spark(spark, builtin_model, pair_rows, vllm_server):
+    """hf, vllm and openai on the same model, each inside a local Spark job over 240 rows."""
+    import pandas as pd
+
+    rows = pd.DataFrame(pair_rows[:240])[["query_id", "query", "product_id", "title", "category", "brand", "price",
+                                          "description"]]
+    df = spark.createDataFrame(rows).repartition(2)
+    results = {}
+    for backend, extra in (("hf", {}), ("vllm", {"gpu_memory_utilization": 0.3}),
+                           ("openai", {"base_url": vllm_server, "served_model": "builtin", "concurrency": 4})):
+        cfg = EngineConfig(backend=backend, model_path=builtin_model, batch_size=32, **extra)
+        out = with_label_probs(df, cfg, expected_rows=240).toPandas().sort_values(["query_id", "product_id"])
+        assert out["error"].isna().all(), out["error"].dropna().head()
+        assert len(out) == 240
+        results[backend] = out[list(PROB_COLS)].to_numpy()
+    np.testing.assert_allclose(results["vllm"], results["hf"], atol=TOLERANCE)
+    np.testing.assert_allclose(results["openai"], results["hf"], atol=TOLERANCE)
+
+
+@pytest.mark.slow
+def test_openai_and_vllm_sampling(builtin_model, pair_rows, vllm_server):
+    client = create_engine(EngineConfig(backend="openai", model_path=builtin_model, base_url=vllm_server,
+                                        served_model="builtin", batch_size=4, concurrency=2))
+    prompts = _prompts(client, pair_rows[:6])
+    out = client.sample(prompts, n=3, max_new_tokens=8, temperature=1.0)
+    assert len(out) == 6 and all(len(r) == 3 for r in out)
+    assert all(len(s.token_logprobs) > 0 and all(lp <= 0 for lp in s.token_logprobs) for r in out for s in r)
+    greedy = client.sample(prompts[:2], n=1, max_new_tokens=8, temperature=0.0)
+    assert [r[0].text for r in greedy] == [r[0].text for r in client.sample(prompts[:2], n=1, max_new_tokens=8,
+                                                                            temperature=0.0)]
