@@ -212,6 +212,29 @@ def calibrate_cmd(
     console.print(f"{cal.objective}={cal.score:.4f} on {cal.n} pairs with {cal.thresholds} -> {path}")
 
 
+@app.command("query")
+def query_cmd(
+    name: Annotated[Optional[str], typer.Argument(help="Query name from analytics/ (omit to list).")] = None,
+    engine: Annotated[str, typer.Option(help="spark | duckdb")] = "spark",
+    warehouse: Warehouse = None, backend: BackendOpt = None,
+) -> None:
+    """Run one of the ready analyst queries in analytics/."""
+    from taosr1 import analytics
+
+    if not name:
+        for q in analytics.list_queries():
+            console.print(q)
+        return
+    if engine == "duckdb":
+        from taosr1.config import Settings
+
+        df = analytics.run_duckdb(Settings.from_env(warehouse=warehouse).warehouse_uri(), name)
+    else:
+        _, store = _store(warehouse, backend, "taosr1-query")
+        df = analytics.run_spark(store, name)
+    console.print(df.to_string(index=False))
+
+
 @app.command("tables")
 def tables_cmd(warehouse: Warehouse = None, backend: BackendOpt = None) -> None:
     """List every table: location, version and row count."""

@@ -193,3 +193,31 @@ def test_killed_scoring_run_leaves_the_previous_version(spark, scored_world, bui
     # and the next run succeeds on top of the debris
     rep = score_catalog(spark, store, "2026-11-19", cfg, beta_cum=0.2)
     assert rep.adds_up() and store.version("relevance_scores") == before_version + 1
+
+
+def test_analyst_queries_agree_on_spark_and_duckdb(spark, scored_world, builtin_model, tmp_path):
+    from taosr1 import analytics
+
+    store = scored_world
+    score_catalog(spark, store, "2026-11-19", EngineConfig(model_path=builtin_model), beta_cum=0.5)
+    # a second model version: same weights, a config that differs in bytes -> another version id
+    import shutil
+
+    other = tmp_path / "model-b"
+    shutil.copytree(builtin_model, other)
+    (other / "config.json").write_text((other / "config.json").read_text() + "\n")
+    score_catalog(spark, store, "2026-11-19", EngineConfig(model_path=str(other)), beta_cum=0.35)
+    assert set(analytics.list_queries()) == {"tier_distribution_by_day", "queries_with_most_irrelevant_results",
+                                             "tier_drift_between_model_versions"}
+    for name in analytics.list_queries():
+        a = analytics.run_spark(store, name)
+        b = analytics.run_duckdb(store.root, name)
+        assert len(a) > 0 and len(a) == len(b), name
+        key = list(a.columns)
+        a2 = a.sort_values(key).reset_index(drop=True).astype(str)
+        b2 = b[key].sort_values(key).reset_index(drop=True).astype(str)
+        assert a2.equals(b2), (name, a2.head(), b2.head())
+    dist = analytics.run_spark(store, "tier_distribution_by_day")
+    assert dist.groupby(["ds", "model_version"])["share"].sum().round(3).eq(1.0).all()
+    drift = analytics.run_spark(store, "tier_drift_between_model_versions")
+    assert drift["pairs"].sum() == store.read("relevance_scores").where("model_version != ''").count() // 2

@@ -32,6 +32,8 @@ class EngineConfig(BaseModel):
     batch_size: int = 16
     max_model_len: int = 1024
     prefix_cache: bool = True
+    torch_threads: int | None = Field(default=None, description="CPU threads per engine; the Spark runner sets "
+                                      "spark.task.cpus so concurrent tasks do not oversubscribe the cores.")
     # vllm
     gpu_memory_utilization: float = 0.9
     enforce_eager: bool = False

@@ -36,6 +36,8 @@ class HFEngine(Engine):
 
         self.config = config
         self.torch = torch
+        if config.torch_threads:
+            torch.set_num_threads(config.torch_threads)
         self.tokenizer = load_tokenizer(config.model_path)
         self.model = load_causal_lm(config.model_path, config.dtype, config.device)
         self.label_ids = label_token_ids(self.tokenizer)

@@ -81,6 +81,12 @@ def with_label_probs(df: DataFrame, config: EngineConfig, *, order: str = "post_
         raise ValueError(f"with_label_probs needs column(s) {missing}")
     out_schema = StructType(list(df.schema.fields) + [StructField(c, DoubleType()) for c in PROB_COLS]
                             + [StructField("error", StringType())])
+    if config.torch_threads is None:
+        try:
+            task_cpus = int(df.sparkSession.conf.get("spark.task.cpus", "1") or 1)
+        except Exception:  # noqa: BLE001 - Spark Connect servers may not expose the key
+            task_cpus = 1
+        config = config.model_copy(update={"torch_threads": task_cpus})
     cfg_json = config.model_dump_json()
     parts = max(1, df.rdd.getNumPartitions()) if expected_rows else 1
     per_task = expected_rows / parts if expected_rows else 0
@@ -130,3 +136,48 @@ def with_label_probs(df: DataFrame, config: EngineConfig, *, order: str = "post_
         profile = ResourceProfileBuilder().require(TaskResourceRequests().cpus(1).resource("gpu", gpus_per_task)).build
         return df.mapInPandas(score, out_schema, profile=profile)
     return df.mapInPandas(score, out_schema)
+
+
+SAMPLE_COLS = (("sample_idx", "int"), ("text", "string"), ("logprob", "double"), ("n_tokens", "int"))
+
+
+def with_samples(df: DataFrame, config: EngineConfig, *, n: int, temperature: float = 1.0, top_p: float = 1.0,
+                 max_new_tokens: int = 256, seed: int = 0, order: str = "post_cot") -> DataFrame:
+    """``n`` sampled completions per input row: output has ``n`` rows per input (``sample_idx`` 0..n-1), or one row
+    with ``error`` set when the engine failed on that row. Each row is seeded from ``seed`` and its
+    (query_id, product_id), so a pair's samples do not depend on how Spark batched it."""
+    from pyspark.sql.types import IntegerType
+
+    types = {"int": IntegerType(), "string": StringType(), "double": DoubleType()}
+    out_schema = StructType(list(df.schema.fields) + [StructField(c, types[t]) for c, t in SAMPLE_COLS]
+                            + [StructField("error", StringType())])
+    cfg_json = config.model_dump_json()
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import zlib
+
+        cfg = EngineConfig.model_validate_json(cfg_json)
+        engine = engine_for(cfg)
+        make_prompt = _prompt_fn(engine, order)
+        done, started = 0, time.time()
+        for pdf in batches:
+            out_rows = []
+            for rec in pdf.to_dict("records"):
+                row_seed = seed + zlib.crc32(f"{rec.get('query_id')}|{rec.get('product_id')}".encode())
+                res = run_bisected(lambda items: engine.sample(items, n=n, temperature=temperature, top_p=top_p,
+                                                               max_new_tokens=max_new_tokens, seed=row_seed),
+                                   [make_prompt(rec)])
+                samples, err = res[0]
+                if err is not None or samples is None:
+                    out_rows.append({**rec, "sample_idx": None, "text": None, "logprob": None, "n_tokens": None,
+                                     "error": err or "no samples"})
+                    continue
+                for k, s in enumerate(samples):
+                    out_rows.append({**rec, "sample_idx": k, "text": s.text, "logprob": s.logprob,
+                                     "n_tokens": len(s.token_logprobs), "error": None})
+            done += len(pdf)
+            log_event(log, "sample.batch", rows=len(pdf), task_rows=done,
+                      rows_per_s=round(done / max(time.time() - started, 1e-9), 2), n=n)
+            yield pd.DataFrame(out_rows, columns=[f.name for f in out_schema.fields])
+
+    return df.mapInPandas(run, out_schema)

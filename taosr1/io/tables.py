@@ -44,6 +44,12 @@ class WriteResult:
     partitions: Mapping[str, str] = field(default_factory=dict)
 
 
+def table_path(root: str, table: str) -> str:
+    """Location of a table under a warehouse root: ``<root>/<layer>/<table>``."""
+    c = contracts.load(table)
+    return f"{root}/{c.layer}/{table}" if c.layer else f"{root}/{table}"
+
+
 def _predicate(where: Mapping[str, str]) -> str:
     """SQL text of an equality filter on partition columns (values are quoted and escaped)."""
     parts = []
@@ -66,8 +72,7 @@ class TableStore(abc.ABC):
     # -- locations -------------------------------------------------------------------------------------------
     def path(self, table: str) -> str:
         """Location of a table: ``<warehouse>/<layer>/<table>``."""
-        c = contracts.load(table)
-        return f"{self.root}/{c.layer}/{table}" if c.layer else f"{self.root}/{table}"
+        return table_path(self.root, table)
 
     def exists(self, table: str) -> bool:
         """Whether the table has a Delta log."""
