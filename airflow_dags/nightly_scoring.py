@@ -1,0 +1,103 @@
+"""nightly_scoring: wait for the day's logs, ingest, score, validate, publish (one ``ds`` partition per run).
+
+Every task is idempotent for its ``ds``: the jobs replace that day's partitions atomically, so retries and
+backfills (``airflow backfill create --dag-id nightly_scoring ...``) are safe. Quality gates run inside the jobs
+before anything is committed; ``validate`` re-checks the day's job records, and ``publish`` emits the
+``relevance_scores`` asset event that downstream DAGs and analysts wait on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.standard.sensors.python import PythonSensor
+from airflow.sdk import DAG, Asset, Param, task
+from airflow.sdk.definitions.callback import SyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from _taosr1_common import DEFAULT_ARGS, JOBS, SPARK_ENV, WAREHOUSE
+
+RELEVANCE_SCORES = Asset(uri=f"file://{WAREHOUSE}/gold/relevance_scores", name="taosr1_relevance_scores")
+
+
+def _logs_arrived(raw: str, ds: str) -> bool:
+    from pathlib import Path
+
+    folder = Path(raw) / f"ds={ds}"
+    return folder.is_dir() and any(p.suffix in (".jsonl", ".json", ".parquet") for p in folder.iterdir())
+
+
+with DAG(
+    dag_id="nightly_scoring",
+    description="search logs -> silver -> label probabilities -> CumPT tiers -> relevance_scores",
+    # score yesterday's logs at 03:00 UTC: ds = the data interval's start
+    schedule=CronDataIntervalTimetable("0 3 * * *", timezone="UTC"),
+    start_date=datetime(2026, 11, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    dagrun_timeout=timedelta(hours=8),
+    deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(hours=6),
+                           callback=SyncCallback("_taosr1_common.late_run")),
+    tags=["taosr1", "scoring"],
+    params={
+        "raw_logs": Param(f"{WAREHOUSE}/raw/search_logs", type="string", description="raw log folder (ds=...)"),
+        "warehouse": Param(WAREHOUSE, type="string"),
+        "engine": Param("hf", enum=["hf", "vllm", "openai"]),
+        "model_path": Param(f"{WAREHOUSE}/models/taosr1-builtin", type="string"),
+        "base_url": Param("", type="string", description="openai engine: server URL"),
+        "logs_timeout_s": Param(6 * 3600, type="integer"),
+    },
+) as dag:
+    wait_for_logs = PythonSensor(
+        task_id="wait_for_logs",
+        python_callable=_logs_arrived,
+        op_kwargs={"raw": "{{ params.raw_logs }}", "ds": "{{ ds }}"},
+        mode="reschedule", poke_interval=120, timeout=6 * 3600,
+    )
+    ingest = SparkSubmitOperator(
+        task_id="ingest",
+        application=str(JOBS / "ingest_logs.py"),
+        application_args=["--input", "{{ params.raw_logs }}", "--ds", "{{ ds }}", "--warehouse",
+                          "{{ params.warehouse }}"],
+        name="taosr1-ingest-{{ ds }}", env_vars=SPARK_ENV, conn_id="spark_default",
+    )
+    score = SparkSubmitOperator(
+        task_id="score",
+        application=str(JOBS / "score_catalog.py"),
+        application_args=["--ds", "{{ ds }}", "--warehouse", "{{ params.warehouse }}", "--engine",
+                          "{{ params.engine }}", "--model", "{{ params.model_path }}",
+                          "--base-url={{ params.base_url }}"],
+        name="taosr1-score-{{ ds }}", env_vars=SPARK_ENV, conn_id="spark_default",
+    )
+
+    @task
+    def validate(ds=None, params=None) -> dict:
+        """The day's ingest and scoring runs succeeded (their gates passed) and their counts add up."""
+        from deltalake import DeltaTable
+
+        runs = DeltaTable(f"{params['warehouse']}/audit/job_runs").to_pandas(
+            filters=[("job", "in", ["ingest_logs", "score_catalog"])])
+        day = runs[runs["ds"] == ds].sort_values("finished_at").groupby("job").tail(1)
+        if set(day["job"]) != {"ingest_logs", "score_catalog"} or (day["status"] != "succeeded").any():
+            raise ValueError(f"{ds}: the latest ingest/score runs did not both succeed:\n{day[['job', 'status', 'error']]}")
+        score_counts = dict(day[day["job"] == "score_catalog"]["counts"].iloc[0])
+        if score_counts["pairs_in"] != score_counts["scored"] + score_counts["quarantined"] + \
+                score_counts.get("already_scored", 0):
+            raise ValueError(f"{ds}: scoring counts do not add up: {score_counts}")
+        return {k: int(v) for k, v in score_counts.items()}
+
+    @task(outlets=[RELEVANCE_SCORES])
+    def publish(counts: dict, ds=None, params=None, outlet_events=None) -> str:
+        """Announce the day's partition (version and counts) to downstream consumers."""
+        from deltalake import DeltaTable
+
+        version = DeltaTable(f"{params['warehouse']}/gold/relevance_scores").version()
+        outlet_events[RELEVANCE_SCORES].extra = {"ds": ds, "version": version, **counts}
+        return f"relevance_scores ds={ds} version={version}"
+
+    checked = validate()
+    wait_for_logs >> ingest >> score >> checked
+    publish(checked)

@@ -1,0 +1,164 @@
+"""Corpora jobs in sequence on the sample world, the TRL trainers built from their tables, and a killed pass@N run
+that resumes without duplicates."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from pyspark.sql import functions as F
+
+from taosr1.corpora.build import (build_dpo_pairs, build_sft_corpus, done_chunks, label_difficulty,
+                                  sample_pass_at_n)
+from taosr1.corpora.teacher import teach
+from taosr1.data.load import load_judgments
+from taosr1.engines import EngineConfig
+from taosr1.prompts import parse_completion
+from taosr1.training.data import load_dataset_for
+from taosr1.training.rewards import format_reward, label_reward
+from taosr1.training.trainers import TrainConfig, dpo_trainer, grpo_trainer, save_trained, sft_trainer
+from tests.conftest import BACKEND, REPO, SPARK_SUBMIT
+
+pytestmark = pytest.mark.skipif(BACKEND != "delta-rs", reason="corpora jobs run Python UDFs on local JVM Spark")
+
+
+def test_rewards():
+    good = "3-Related\n<think>\n1. Query understanding: a\n2. Item understanding: b\n3. Category match: c\n" \
+           "4. Attribute match: d\n5. Judgement: e\n</think>"
+    comps = [good, "4-Excellent", "blah", [{"role": "assistant", "content": good}]]
+    assert label_reward([None] * 4, comps, gold_label=[3, 3, 3, 3]) == [1.0, 0.0, 0.0, 1.0]
+    assert label_reward([None] * 2, [good, "4-Excellent"], gold_label=[3, 3], partial_credit=0.5) == [1.0, 0.5]
+    assert format_reward([None] * 4, comps) == [1.0, 0.5, 0.0, 1.0]
+
+
+def test_knowledge_teacher_explains_negation(world):
+    products, _ = world
+    p = products.iloc[0].to_dict()  # a corded drill
+    value = p["attributes"]["power_source"]
+    level, steps = teach(f"drill without {value}", p)
+    assert level == 2 and "excluded" in steps.attributes
+
+
+@pytest.fixture(scope="module")
+def corpus(spark, world, tmp_path_factory):
+    from taosr1.config import Settings
+    from taosr1.io import open_store
+
+    store = open_store(spark, Settings(warehouse=str(tmp_path_factory.mktemp("corpora") / "wh")))
+    load_judgments(spark, store, *world, "world")
+    cid, sc = build_sft_corpus(spark, store, "world", corpus_id="c-test", seed=3)
+    return store, cid, sc
+
+
+def test_splits_are_query_disjoint_deduplicated_and_balanced(corpus):
+    store, cid, sc = corpus
+    pairs = store.read("corpus_pairs").where(F.col("corpus_id") == cid)
+    assert pairs.groupBy("query_id").agg(F.countDistinct("split").alias("k")).where("k > 1").count() == 0
+    assert pairs.groupBy("query_id", "product_id").count().where("count > 1").count() == 0
+    assert {r.split for r in pairs.select("split").distinct().collect()} == {"train", "dev", "test"}
+    bal = {r.label: r["count"] for r in pairs.where("balanced").groupBy("label").count().collect()}
+    assert len(bal) == 4 and len(set(bal.values())) == 1  # CV = 0
+    assert pairs.where("balanced AND split != 'train'").count() == 0
+
+
+def test_sft_corpus_keeps_only_agreeing_traces(corpus):
+    store, cid, sc = corpus
+    assert sc.rows_in == sc.kept + sc.quarantined + sum(sc.filtered.values())
+    assert sc.kept > 0 and sc.filtered["teacher_disagrees"] > 0
+    rows = store.read("sft_corpus").where(F.col("corpus_id") == cid).collect()
+    for r in rows:
+        text = r.completion[0]["content"]
+        assert parse_completion(text).ok and parse_completion(text).level == r.label
+        assert [m["role"] for m in r.prompt] == ["system", "user"] and r.completion[0]["role"] == "assistant"
+    run = store.read("job_runs").where(f"job = 'build_sft_corpus' AND run_id = '{cid}'").first()
+    assert run.status == "succeeded" and "sft:kept_rate_label_1_permille" in run.counts
+
+
+@pytest.mark.slow
+def test_pipeline_sft_pass_at_n_dpo_difficulty_and_trl_trainers(corpus, builtin_model, tmp_path, spark):
+    store, cid, _ = corpus
+    sft_ds = load_dataset_for("sft", store.root, cid)
+    assert sft_ds.column_names == ["prompt", "completion"] and len(sft_ds) > 50
+    cfg = TrainConfig(max_steps=150, batch_size=8, learning_rate=5e-3, logging_steps=50)
+    trainer = sft_trainer(builtin_model, sft_ds, str(tmp_path / "sft-run"), cfg)
+    trainer.train()
+    policy = str(save_trained(trainer, str(tmp_path / "sft"), "sft", sft_ds.info.description, cfg))
+    eng = EngineConfig(model_path=policy, batch_size=16)
+    rid, pc = sample_pass_at_n(spark, store, cid, eng, n=4, max_new_tokens=24, chunks=3, balanced_only=True,
+                               temperature=1.0, seed=1)
+    assert pc.kept == pc.rows_in and pc.extra["dup_samples"] == 0 and pc.extra["samples"] == 4 * pc.rows_in
+    samples = store.read("pass_at_n_samples").where(F.col("run_id") == rid)
+    assert samples.where("parsed_label IS NOT NULL").count() > 0  # the SFT'ed policy answers label-first
+    dpo = build_dpo_pairs(spark, store, rid)
+    assert dpo.rows_in == dpo.kept + sum(dpo.filtered.values()) and dpo.kept > 0
+    diff = label_difficulty(spark, store, rid)
+    assert diff.rows_in == pc.rows_in
+    grpo = store.read("grpo_prompts").where(F.col("run_id") == rid)
+    assert grpo.where("in_grpo AND (n_correct = 0 OR n_correct >= n_samples)").count() == 0
+    # the tables load straight into datasets in the trainers' own columns, and the trainers build and step
+    dpo_ds = load_dataset_for("dpo", store.root, rid)
+    assert dpo_ds.column_names == ["prompt", "chosen", "rejected"]
+    dpo_trainer(policy, dpo_ds, str(tmp_path / "dpo"), TrainConfig(max_steps=2, batch_size=4)).train()
+    grpo_ds = load_dataset_for("grpo", store.root, rid)
+    assert grpo_ds.column_names == ["prompt", "gold_label"] and len(grpo_ds) > 0
+    kept = grpo.where("in_grpo").groupBy("gold_label").count().collect()
+    assert len({r["count"] for r in kept}) == 1  # class-balanced (CV = 0)
+    g = grpo_trainer(policy, grpo_ds, str(tmp_path / "grpo"),
+                     TrainConfig(max_steps=1, batch_size=4, grpo_num_generations=2, grpo_max_completion_length=24))
+    g.train()
+    assert any("reward" in k for h in g.state.log_history for k in h)
+
+
+@pytest.mark.slow
+def test_killed_pass_at_n_resumes_without_duplicates(corpus, builtin_model, spark):
+    store, cid, _ = corpus
+    run = "passn-kill-test"
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    args = [SPARK_SUBMIT, "--master", "local[2]", str(REPO / "jobs" / "sample_pass_at_n.py"), "--corpus-id", cid, "--run-id", run,
+            "--n", "2", "--max-new-tokens", "8", "--chunks", "6", "--balanced-only", "--model", builtin_model,
+            "--warehouse", store.settings.warehouse]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 300
+    for line in iter(proc.stdout.readline, b""):
+        if b"pass_at_n.chunk" in line and b"chunk=1" in line or time.time() > deadline:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    survived = done_chunks(store, run)
+    assert 1 <= len(survived) < 6, survived
+    before = {c: store.read("pass_at_n_samples").where(f"run_id = '{run}' AND chunk = {c}").count() for c in survived}
+    rid, pc = sample_pass_at_n(spark, store, cid, EngineConfig(model_path=builtin_model), run_id=run, n=2,
+                               max_new_tokens=8, chunks=6, balanced_only=True)
+    assert rid == run and done_chunks(store, run) == set(range(6))
+    samples = store.read("pass_at_n_samples").where(F.col("run_id") == run)
+    assert samples.groupBy("query_id", "product_id", "sample_idx").count().where("count > 1").count() == 0
+    assert samples.count() == 2 * pc.rows_in
+    for c, n in before.items():  # finished chunks were not redone
+        assert store.read("pass_at_n_samples").where(f"run_id = '{run}' AND chunk = {c}").count() == n
+    resumed = store.read("job_runs").where("job = 'sample_pass_at_n' AND status = 'succeeded'").collect()
+    assert any(sorted(survived) == sorted(__import__("json").loads(r.params)["resumed_chunks"]) for r in resumed)
+
+
+def test_corpora_on_the_real_homedepot_judgments(spark, homedepot, builtin_model, tmp_path):
+    from taosr1.config import Settings
+    from taosr1.io import open_store
+
+    store = open_store(spark, Settings(warehouse=str(tmp_path / "wh")))
+    load_judgments(spark, store, *homedepot, "homedepot")
+    cid, sc = build_sft_corpus(spark, store, "homedepot", corpus_id="hd", seed=5)
+    assert sc.rows_in == sc.kept + sc.quarantined + sum(sc.filtered.values()) and sc.kept > 0
+    pairs = store.read("corpus_pairs").where("corpus_id = 'hd'")
+    run = store.read("job_runs").where("run_id = 'hd'").first()
+    dups = run.counts["pairs:filtered:duplicate_pair"]  # the same query typed in other casing, judged twice
+    assert 0 < dups < 50 and pairs.count() == 18935 - dups
+    assert pairs.groupBy("query_id", "product_id").count().where("count > 1").count() == 0
+    assert pairs.groupBy("query_id").agg(F.countDistinct("split").alias("k")).where("k > 1").count() == 0
+    rid, pc = sample_pass_at_n(spark, store, cid, EngineConfig(model_path=builtin_model, batch_size=16), n=2,
+                               max_new_tokens=8, chunks=60, balanced_only=True, max_chunks=1)
+    assert pc.extra["chunks_done"] == 1 and pc.kept + pc.filtered["not_sampled_yet"] == pc.rows_in
+    assert build_dpo_pairs(spark, store, rid).rows_in == pc.kept
+    assert label_difficulty(spark, store, rid).rows_in == pc.kept
