@@ -4,7 +4,6 @@ the Spark master comes from the Airflow connection (``spark_default``), everythi
 
 from __future__ import annotations
 
-import logging
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +24,3 @@ DEFAULT_ARGS = {
 # Environment for spark-submit: the project's Python on driver and executors.
 SPARK_ENV = {"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON, "TAOSR1_WAREHOUSE": WAREHOUSE}
 
-
-def late_run(context=None, **_) -> None:
-    """Deadline callback: the nightly tables are late (the SLA of Airflow 2 is a deadline alert in Airflow 3)."""
-    logging.getLogger("taosr1.airflow").error("taosr1 nightly run missed its deadline: %s", context)

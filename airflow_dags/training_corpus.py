@@ -6,13 +6,17 @@ partitions and a retried pass@N resumes its unfinished chunks.
 
 from __future__ import annotations
 
+import os
+import sys
+
 from datetime import datetime, timedelta
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.sdk import DAG, Param
 
-from _taosr1_common import DEFAULT_ARGS, JOBS, SPARK_ENV, WAREHOUSE
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared module beside the DAGs
+from _taosr1_common import DEFAULT_ARGS, JOBS, SPARK_ENV, WAREHOUSE  # noqa: E402
 
 CORPUS = "corpus-{{ params.source }}-{{ ds_nodash }}"
 RUN = "passn-{{ params.source }}-{{ ds_nodash }}"

@@ -36,5 +36,6 @@ def test_dags_in_real_airflow(spark, tmp_path):
     assert mig.returncode == 0, mig.stdout[-2000:] + mig.stderr[-2000:]
     proc = subprocess.run([str(AIRFLOW_PY), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests_airflow"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    (tmp_path / "airflow-tests.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
     assert "3 passed" in proc.stdout
