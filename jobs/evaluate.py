@@ -1,8 +1,6 @@
 """spark-submit entry point: `spark-submit jobs/evaluate.py --help` (same as `taosr1 evaluate`)."""
 
-import sys
-
-from taosr1.cli import app
+from taosr1.cli import run_job
 
 if __name__ == "__main__":
-    app(args=[*"evaluate".split(), *sys.argv[1:]], prog_name="evaluate.py")
+    run_job("evaluate")

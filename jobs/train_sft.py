@@ -1,8 +1,6 @@
 """spark-submit entry point: `spark-submit jobs/train_sft.py --help` (same as `taosr1 train sft`)."""
 
-import sys
-
-from taosr1.cli import app
+from taosr1.cli import run_job
 
 if __name__ == "__main__":
-    app(args=[*"train sft".split(), *sys.argv[1:]], prog_name="train_sft.py")
+    run_job("train", "sft")

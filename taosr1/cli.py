@@ -452,9 +452,9 @@ def _last_day(start: str, days: int) -> str:
     return f"{dt.date.fromisoformat(start) + dt.timedelta(days=days - 1):%Y-%m-%d}"
 
 
-def run_job(command: str, argv: list[str] | None = None) -> None:
-    """Entry for ``jobs/*.py``: run one subcommand with the process arguments (spark-submit passes them)."""
-    app(args=[command, *(sys.argv[1:] if argv is None else argv)], prog_name=Path(sys.argv[0]).name,
+def run_job(*command: str, argv: list[str] | None = None) -> None:
+    """Entry for ``jobs/*.py``: run one (sub)command with the process arguments (spark-submit passes them)."""
+    app(args=[*command, *(sys.argv[1:] if argv is None else argv)], prog_name=Path(sys.argv[0]).name,
         standalone_mode=True)
 
 

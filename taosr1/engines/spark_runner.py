@@ -88,7 +88,10 @@ def with_label_probs(df: DataFrame, config: EngineConfig, *, order: str = "post_
             task_cpus = 1
         config = config.model_copy(update={"torch_threads": task_cpus})
     cfg_json = config.model_dump_json()
-    parts = max(1, df.rdd.getNumPartitions()) if expected_rows else 1
+    try:
+        parts = max(1, df.rdd.getNumPartitions()) if expected_rows else 1
+    except Exception:  # noqa: BLE001 - Spark Connect has no RDD API; the ETA is then per whole input
+        parts = 1
     per_task = expected_rows / parts if expected_rows else 0
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
