@@ -38,4 +38,4 @@ def test_dags_in_real_airflow(spark, tmp_path):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     (tmp_path / "airflow-tests.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
-    assert "3 passed" in proc.stdout
+    assert "4 passed" in proc.stdout

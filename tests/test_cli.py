@@ -37,3 +37,19 @@ def test_load_labels_homedepot(spark, tmp_path, homedepot):
 def test_unknown_source_is_a_clear_error(spark, tmp_path):
     res = runner.invoke(app, ["load-labels", "--source", "esci", "--warehouse", str(tmp_path / "wh")])
     assert res.exit_code == 2 and "unknown source 'esci'" in res.output
+
+
+@pytest.mark.skipif(BACKEND != "delta-rs", reason="CLI runs the embedded default")
+def test_corpus_jobs_in_sequence_from_the_cli(spark, tmp_path, builtin_model):
+    wh = str(tmp_path / "wh")
+    assert runner.invoke(app, ["load-labels", "--warehouse", wh]).exit_code == 0
+    res = runner.invoke(app, ["corpus", "sft", "--corpus-id", "cli", "--warehouse", wh])
+    assert res.exit_code == 0 and "corpus cli" in res.output, res.output
+    res = runner.invoke(app, ["corpus", "pass-at-n", "--corpus-id", "cli", "--run-id", "cli-run", "--n", "2",
+                              "--max-new-tokens", "6", "--chunks", "2", "--balanced-only", "--model", builtin_model,
+                              "--warehouse", wh])
+    assert res.exit_code == 0 and "pass@2 run cli-run" in res.output, res.output
+    res = runner.invoke(app, ["corpus", "dpo", "--run-id", "cli-run", "--warehouse", wh])
+    assert res.exit_code == 0 and "dpo pairs" in res.output, res.output
+    res = runner.invoke(app, ["corpus", "difficulty", "--run-id", "cli-run", "--warehouse", wh])
+    assert res.exit_code == 0 and "difficulty" in res.output, res.output

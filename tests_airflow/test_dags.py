@@ -62,3 +62,18 @@ def test_nightly_scoring_runs_end_to_end_for_one_day(dagbag):
     assert scores.version() > before
     day = scores.to_pandas(partitions=[("ds", "=", "2026-11-19")])
     assert len(day) > 0 and day["run_id"].nunique() == 1
+
+
+def test_training_corpus_runs_end_to_end(dagbag):
+    from deltalake import DeltaTable
+
+    dag = dagbag.get_dag("training_corpus")
+    wh = os.environ["TAOSR1_WAREHOUSE"]
+    run = dag.test(logical_date=datetime(2026, 11, 22, 5, tzinfo=timezone.utc),
+                   run_conf={"warehouse": wh, "n": 1, "max_new_tokens": 4, "train": False})
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert all(states[t] == "success" for t in ("build_sft_corpus", "sample_pass_at_n", "build_dpo_pairs",
+                                                  "label_difficulty", "want_training")), states
+    assert states["train_sft"] == "skipped"
+    grpo = DeltaTable(f"{wh}/corpora/grpo_prompts").to_pandas()
+    assert set(grpo["run_id"]) == {"passn-world-20261122"}
