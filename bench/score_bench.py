@@ -1,6 +1,7 @@
 """The nightly scoring job's throughput: whole job vs bare engine vs a naive loop, and how time grows with size.
 
     python bench/score_bench.py --sizes 2000,10000,50000 [--naive-rows 300] [--model DIR]
+    python bench/score_bench.py --tiny --sizes 10000,100000,1000000     # the scale curve, smallest model
 
 * whole job: ``score_catalog`` over a candidates table of N pairs (Spark read, product join, mapInPandas engine,
   CumPT, Delta commit, quarantine, counts) on local Spark;
@@ -24,6 +25,7 @@ def main() -> None:
     ap.add_argument("--bare-max", type=int, default=20000, help="largest size also timed on the bare engine")
     ap.add_argument("--model", default=None)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--tiny", action="store_true", help="a 1-layer, 32-wide built-in model for the scale curve")
     args = ap.parse_args()
 
     from _common import print_table, synthetic_pairs
@@ -40,8 +42,10 @@ def main() -> None:
 
     work = tempfile.mkdtemp(prefix="score-bench-")
     products, labels = load_source("world")
+    size = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                num_key_value_heads=1, head_dim=16) if args.tiny else {}
     model = args.model or str(build_builtin_model(catalog_texts(products, labels), f"{work}/model",
-                                                  BuiltinConfig(warmup_steps=100)))
+                                                  BuiltinConfig(warmup_steps=100, **size)))
     spark = get_spark("taosr1-score-bench", conf={"spark.ui.showConsoleProgress": "false"})
     store = open_store(spark, Settings(warehouse=f"{work}/wh"))
     load_judgments(spark, store, products, labels, "world")
