@@ -37,7 +37,7 @@ def main() -> None:
     rows = [(r.query, prods[r.product_id]) for r in labels.head(args.pairs).itertuples()]
     results = []
     for name in args.engines.split(","):
-        extra = {"gpu_memory_utilization": 0.3} if name == "vllm" else {}
+        extra = {"gpu_memory_utilization": 0.15} if name == "vllm" else {}
         eng = create_engine(EngineConfig(backend=name, model_path=model, batch_size=args.batch_size,
                                          dtype=args.dtype, **extra))
         prompts = [render_prompt(eng.tokenizer, build_messages(q, p)) for q, p in rows]

@@ -144,7 +144,7 @@ def _engine_config(engine: str, model_path: str, batch_size: int, dtype: str, de
 
     return EngineConfig(backend=engine, model_path=model_path, batch_size=batch_size, dtype=dtype, device=device,
                         base_url=base_url or None, served_model=served_model or None,
-                        gpu_memory_utilization=0.9 if device.startswith("cuda") else 0.3)
+                        gpu_memory_utilization=0.9 if device.startswith("cuda") else 0.15)
 
 
 @app.command("score")

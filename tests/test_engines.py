@@ -140,7 +140,7 @@ def test_all_three_backends_agree_inside_spark(spark, builtin_model, pair_rows, 
                                           "description"]]
     df = spark.createDataFrame(rows).repartition(2)
     results = {}
-    for backend, extra in (("hf", {}), ("vllm", {"gpu_memory_utilization": 0.3}),
+    for backend, extra in (("hf", {}), ("vllm", {"gpu_memory_utilization": 0.1}),
                            ("openai", {"base_url": vllm_server, "served_model": "builtin", "concurrency": 4})):
         cfg = EngineConfig(backend=backend, model_path=builtin_model, batch_size=32, **extra)
         out = with_label_probs(df, cfg, expected_rows=240).toPandas().sort_values(["query_id", "product_id"])
@@ -174,7 +174,7 @@ def test_vllm_sampling_is_reproducible_for_a_fixed_seed(builtin_model, pair_rows
     outs = []
     for _ in range(2):
         eng = create_engine(EngineConfig(backend="vllm", model_path=builtin_model, seed=7,
-                                         gpu_memory_utilization=0.3))
+                                         gpu_memory_utilization=0.1))
         prompts = _prompts(eng, pair_rows[:4])
         outs.append([[s.text for s in row] for row in eng.sample(prompts, n=3, max_new_tokens=10, seed=7)])
         eng.close()

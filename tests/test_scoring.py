@@ -211,13 +211,20 @@ def test_analyst_queries_agree_on_spark_and_duckdb(spark, scored_world, builtin_
                                              "tier_drift_between_model_versions"}
     for name in analytics.list_queries():
         a = analytics.run_spark(store, name)
-        b = analytics.run_duckdb(store.root, name)
+        b = analytics.run_duckdb(store.root, name)[list(a.columns)]
         assert len(a) > 0 and len(a) == len(b), name
-        key = list(a.columns)
-        a2 = a.sort_values(key).reset_index(drop=True).astype(str)
-        b2 = b[key].sort_values(key).reset_index(drop=True).astype(str)
-        assert a2.equals(b2), (name, a2.head(), b2.head())
+        # engines may round a tie (x.xxx5) differently, and Spark returns DECIMAL where DuckDB returns DOUBLE:
+        # compare text columns exactly and numbers to 1e-3
+        def rows(frame):
+            out = []
+            for rec in frame.itertuples(index=False):
+                out.append(tuple(v if isinstance(v, str) else float(v) for v in rec))
+            return sorted(out, key=lambda r: tuple(x for x in r if isinstance(x, str)))
+
+        for ra, rb in zip(rows(a), rows(b)):
+            for x, y in zip(ra, rb):
+                assert x == y if isinstance(x, str) else abs(x - y) <= 1e-3, (name, ra, rb)
     dist = analytics.run_spark(store, "tier_distribution_by_day")
-    assert dist.groupby(["ds", "model_version"])["share"].sum().round(3).eq(1.0).all()
+    assert dist.assign(share=dist["share"].astype(float)).groupby(["ds", "model_version"])["share"].sum().round(3).eq(1.0).all()
     drift = analytics.run_spark(store, "tier_drift_between_model_versions")
     assert drift["pairs"].sum() == store.read("relevance_scores").where("model_version != ''").count() // 2
