@@ -19,9 +19,12 @@ from airflow.sdk import DAG, Asset, Param, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared module beside the DAGs
-from _taosr1_common import DEFAULT_ARGS, JOBS, SPARK_ENV, WAREHOUSE  # noqa: E402
+from _taosr1_common import DEFAULT_ARGS, JOBS, REPO, SPARK_ENV, WAREHOUSE  # noqa: E402
 
-RELEVANCE_SCORES = Asset(uri=f"file://{WAREHOUSE}/gold/relevance_scores", name="taosr1_relevance_scores")
+sys.path.insert(0, str(REPO))  # taosr1.layout is plain Python: table locations without Spark
+from taosr1.layout import table_path  # noqa: E402
+
+RELEVANCE_SCORES = Asset(uri=f"file://{table_path(WAREHOUSE, 'relevance_scores')}", name="taosr1_relevance_scores")
 
 
 def _logs_arrived(raw: str, ds: str) -> bool:
@@ -80,14 +83,14 @@ with DAG(
         """The day's ingest and scoring runs succeeded (their gates passed) and their counts add up."""
         from deltalake import DeltaTable
 
-        runs = DeltaTable(f"{params['warehouse']}/audit/job_runs").to_pandas(
+        runs = DeltaTable(table_path(params["warehouse"], "job_runs")).to_pandas(
             filters=[("job", "in", ["ingest_logs", "score_catalog"])])
         day = runs[runs["ds"] == ds].sort_values("finished_at").groupby("job").tail(1)
         if set(day["job"]) != {"ingest_logs", "score_catalog"} or (day["status"] != "succeeded").any():
             raise ValueError(f"{ds}: the latest ingest/score runs did not both succeed:\n{day[['job', 'status', 'error']]}")
         score_counts = dict(day[day["job"] == "score_catalog"]["counts"].iloc[0])
-        if score_counts["pairs_in"] != score_counts["scored"] + score_counts["quarantined"] + \
-                score_counts.get("already_scored", 0):
+        filtered = sum(v for k, v in score_counts.items() if k.startswith("filtered:"))
+        if score_counts["rows_in"] != score_counts["kept"] + score_counts["quarantined"] + filtered:
             raise ValueError(f"{ds}: scoring counts do not add up: {score_counts}")
         return {k: int(v) for k, v in score_counts.items()}
 
@@ -96,7 +99,7 @@ with DAG(
         """Announce the day's partition (version and counts) to downstream consumers."""
         from deltalake import DeltaTable
 
-        version = DeltaTable(f"{params['warehouse']}/gold/relevance_scores").version()
+        version = DeltaTable(table_path(params["warehouse"], "relevance_scores")).version()
         outlet_events[RELEVANCE_SCORES].extra = {"ds": ds, "version": version, **counts}
         return f"relevance_scores ds={ds} version={version}"
 

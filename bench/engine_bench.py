@@ -26,7 +26,7 @@ def main() -> None:
     from _common import print_table
 
     from taosr1.data.sources import load_source
-    from taosr1.engines import EngineConfig, create_engine
+    from taosr1.engines import create_engine, engine_config
     from taosr1.model.builtin import BuiltinConfig, build_builtin_model, catalog_texts
     from taosr1.prompts import build_messages, render_prompt
 
@@ -37,9 +37,8 @@ def main() -> None:
     rows = [(r.query, prods[r.product_id]) for r in labels.head(args.pairs).itertuples()]
     results = []
     for name in args.engines.split(","):
-        extra = {"gpu_memory_utilization": 0.15} if name == "vllm" else {}
-        eng = create_engine(EngineConfig(backend=name, model_path=model, batch_size=args.batch_size,
-                                         dtype=args.dtype, **extra))
+        eng = create_engine(engine_config(backend=name, model_path=model, batch_size=args.batch_size,
+                                          dtype=args.dtype))
         prompts = [render_prompt(eng.tokenizer, build_messages(q, p)) for q, p in rows]
         eng.label_probs(prompts[:8])
         eng.sample(prompts[:2], n=1, max_new_tokens=4, temperature=1.0, seed=0)

@@ -31,13 +31,14 @@ def main() -> None:
     from _common import print_table, synthetic_pairs
 
     from taosr1.config import Settings
-    from taosr1.data.load import load_judgments
+    from taosr1.data.load import LoadLabels, LoadLabelsParams
     from taosr1.data.sources import load_source
-    from taosr1.engines import EngineConfig, create_engine
+    from taosr1.engines import create_engine, engine_config
     from taosr1.io import open_store
+    from taosr1.job import run_stage
     from taosr1.model.builtin import BuiltinConfig, build_builtin_model, catalog_texts
     from taosr1.prompts import build_messages, render_prompt
-    from taosr1.scoring.job import score_catalog
+    from taosr1.scoring.score import ScoreCatalog, ScoreParams
     from taosr1.spark import get_spark
 
     work = tempfile.mkdtemp(prefix="score-bench-")
@@ -48,8 +49,8 @@ def main() -> None:
                                                   BuiltinConfig(warmup_steps=100, **size)))
     spark = get_spark("taosr1-score-bench", conf={"spark.ui.showConsoleProgress": "false"})
     store = open_store(spark, Settings(warehouse=f"{work}/wh"))
-    load_judgments(spark, store, products, labels, "world")
-    cfg = EngineConfig(model_path=model, batch_size=args.batch_size)
+    run_stage(LoadLabels(), store, LoadLabelsParams(source="world"))
+    cfg = engine_config(model_path=model, batch_size=args.batch_size)
     prods = products.set_index("product_id").to_dict("index")
     engine = create_engine(cfg)
 
@@ -59,9 +60,10 @@ def main() -> None:
         cand = f"{work}/cand-{n}.parquet"
         pairs.to_parquet(cand, index=False)
         t = time.perf_counter()
-        rep = score_catalog(spark, store, f"2026-01-{i + 1:02d}", cfg, candidates=cand, beta_cum=0.5)
+        rep = run_stage(ScoreCatalog(), store, ScoreParams(ds=f"2026-01-{i + 1:02d}", model=model, candidates=cand,
+                                                           batch_size=args.batch_size, beta_cum=0.5))
         job = n / (time.perf_counter() - t)
-        assert rep.scored == n, rep
+        assert rep.counts.kept == n, rep
         bare = None
         if n <= args.bare_max:
             prompts = [render_prompt(engine.tokenizer, build_messages(r.query, prods[r.product_id]))

@@ -1,4 +1,4 @@
-"""spark-submit entry point: `spark-submit jobs/evaluate.py --help` (same as `taosr1 evaluate`)."""
+"""spark-submit entry point: `spark-submit jobs/evaluate.py --help` (the same as `taosr1 evaluate`)."""
 
 from taosr1.cli import run_job
 

@@ -1,6 +1,6 @@
-"""spark-submit entry point: `spark-submit jobs/label_difficulty.py --help` (same as `taosr1 corpus difficulty`)."""
+"""spark-submit entry point: `spark-submit jobs/label_difficulty.py --help` (the same as `taosr1 corpus difficulty`)."""
 
 from taosr1.cli import run_job
 
 if __name__ == "__main__":
-    run_job("corpus", "difficulty")
+    run_job("label_difficulty")

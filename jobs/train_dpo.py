@@ -1,6 +1,6 @@
-"""spark-submit entry point: `spark-submit jobs/train_dpo.py --help` (same as `taosr1 train dpo`)."""
+"""spark-submit entry point: `spark-submit jobs/train_dpo.py --help` (the same as `taosr1 train dpo`)."""
 
 from taosr1.cli import run_job
 
 if __name__ == "__main__":
-    run_job("train", "dpo")
+    run_job("train_dpo")

@@ -1,6 +1,6 @@
-"""spark-submit entry point: `spark-submit jobs/train_grpo.py --help` (same as `taosr1 train grpo`)."""
+"""spark-submit entry point: `spark-submit jobs/train_grpo.py --help` (the same as `taosr1 train grpo`)."""
 
 from taosr1.cli import run_job
 
 if __name__ == "__main__":
-    run_job("train", "grpo")
+    run_job("train_grpo")

@@ -1,4 +1,8 @@
-"""Ready analyst queries (``analytics/*.sql``) that run unchanged on Spark SQL and on DuckDB over delta-rs."""
+"""Ready analyst queries (packaged ``resources/analytics/*.sql``) that run unchanged on Spark SQL and on DuckDB.
+
+Only the shipped queries run by name; a team's own file runs with an explicit path (``--file``). No query text
+is ever built from user input.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +10,45 @@ from pathlib import Path
 
 import pandas as pd
 
+from taosr1 import resources
+from taosr1.errors import InputError
 from taosr1.io.tables import TableStore
-
-QUERIES_DIR = Path(__file__).resolve().parent.parent / "analytics"
 
 
 def list_queries() -> list[str]:
-    return sorted(p.stem for p in QUERIES_DIR.glob("*.sql"))
+    return resources.names("analytics")
 
 
-def query_text(name: str) -> str:
-    path = QUERIES_DIR / f"{name}.sql"
-    if not path.exists():
-        raise KeyError(f"no query '{name}' (known: {', '.join(list_queries())})")
-    return path.read_text()
+def query_text(name: str | None = None, file: str | None = None) -> str:
+    """A shipped query by name, or the text of an explicit ``.sql`` file."""
+    if file:
+        path = Path(file)
+        if path.suffix != ".sql" or not path.is_file():
+            raise InputError(f"--file {file}: not a readable .sql file")
+        return path.read_text()
+    try:
+        return resources.read_text("analytics", name or "")
+    except KeyError:
+        raise InputError(f"no query '{name}' (known: {', '.join(list_queries())}; use --file for your own)") from None
 
 
-def run_spark(store: TableStore, name: str) -> pd.DataFrame:
-    """Run a query with Spark SQL over the current table versions."""
+def run_spark(store: TableStore, text: str) -> pd.DataFrame:
+    """Run query text with Spark SQL over the current table versions."""
     store.register_views()
-    return store.spark.sql(query_text(name)).toPandas()
+    return store.spark.sql(text).toPandas()
 
 
-def run_duckdb(warehouse_root: str, name: str) -> pd.DataFrame:
-    """Run a query with DuckDB over the tables' Delta snapshots (read through delta-rs; no Spark, no JVM)."""
+def run_duckdb(warehouse_root: str, text: str) -> pd.DataFrame:
+    """Run query text with DuckDB over the tables' Delta snapshots (read through delta-rs; no Spark, no JVM)."""
     import duckdb
     from deltalake import DeltaTable
 
     from taosr1 import contracts
-    from taosr1.io.tables import table_path
+    from taosr1.layout import table_path
 
     con = duckdb.connect()
     for t in contracts.all_tables():
         path = table_path(warehouse_root, t)
         if DeltaTable.is_deltatable(path):
             con.register(t, DeltaTable(path).to_pyarrow_dataset())
-    return con.execute(query_text(name)).df()
+    return con.execute(text).df()

@@ -17,7 +17,6 @@ class Settings(BaseModel):
     warehouse: str = Field(default="warehouse", description="Root folder or URI of all Delta tables.")
     table_backend: Backend = Field(default="auto", description="auto picks delta-spark when Spark has the Delta "
                                    "extension (or is Spark Connect), else delta-rs.")
-    catalog_db: str | None = Field(default=None, description="Optional catalog database to register tables in.")
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -25,7 +24,6 @@ class Settings(BaseModel):
         env = {
             "warehouse": os.environ.get("TAOSR1_WAREHOUSE"),
             "table_backend": os.environ.get("TAOSR1_TABLE_BACKEND"),
-            "catalog_db": os.environ.get("TAOSR1_CATALOG_DB"),
         }
         values = {k: v for k, v in env.items() if v}
         values.update({k: v for k, v in overrides.items() if v is not None})

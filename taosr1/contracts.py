@@ -1,4 +1,4 @@
-"""Table contracts: each table's schema lives as data in ``schemas/<table>.json`` and is enforced here.
+"""Table contracts: each table's schema lives as package data in ``resources/schemas/<table>.json``.
 
 The JSON holds a Spark ``StructType`` in Spark's own JSON form (``StructType.fromJson``), plus the
 partition columns and the primary key, so Spark, delta-rs and the docs all read one definition.
@@ -7,25 +7,15 @@ partition columns and the primary key, so Spark, delta-rs and the docs all read 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql.types import DataType, StructType
 
+from taosr1 import resources
 from taosr1.errors import SchemaViolation
-
-SCHEMAS_ENV = "TAOSR1_SCHEMAS_DIR"
-
-
-def schemas_dir() -> Path:
-    """The folder of contract files: ``$TAOSR1_SCHEMAS_DIR`` or the repository's ``schemas/``."""
-    env = os.environ.get(SCHEMAS_ENV)
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "schemas"
-
 
 @dataclass(frozen=True)
 class Contract:
@@ -88,12 +78,11 @@ def _strip_nulls(v: object) -> object:
 
 @lru_cache(maxsize=None)
 def load(table: str) -> Contract:
-    """Load ``schemas/<table>.json``; an unknown table is an error that lists the known ones."""
-    path = schemas_dir() / f"{table}.json"
-    if not path.exists():
-        known = sorted(p.stem for p in schemas_dir().glob("*.json"))
-        raise KeyError(f"no contract for table '{table}' in {schemas_dir()} (known: {', '.join(known)})")
-    doc = json.loads(path.read_text())
+    """Load the packaged contract of ``table``; an unknown table is an error that lists the known ones."""
+    try:
+        doc = json.loads(resources.read_text("schemas", table))
+    except KeyError as e:
+        raise KeyError(f"no contract for table '{table}' ({e.args[0]})") from None
     return Contract(
         table=doc["table"],
         layer=doc.get("layer", ""),
@@ -106,4 +95,4 @@ def load(table: str) -> Contract:
 
 def all_tables() -> list[str]:
     """Names of every table with a contract."""
-    return sorted(p.stem for p in schemas_dir().glob("*.json"))
+    return resources.names("schemas")

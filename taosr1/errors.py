@@ -19,5 +19,6 @@ class CountMismatch(Taosr1Error):
     """Row counts of a job do not add up, so some rows would be lost."""
 
 
-class InputError(Taosr1Error):
-    """User input (a file, a flag, a row) is unusable; the message names it."""
+class InputError(Taosr1Error, ValueError):
+    """User input (a file, a flag, a row) is unusable; the message names it (a ValueError, so params models
+    report it as a validation error of the field)."""

@@ -87,3 +87,42 @@ def pair_rows(world):
     prods = products.set_index("product_id").to_dict("index")
     return [dict(query=r.query, query_id=r.query_id, product_id=r.product_id, label=int(r.label),
                  **prods[r.product_id]) for r in labels.itertuples()]
+
+
+def job(store, name: str, **params):
+    """Run a registered stage in-process on the test session's Spark, as the CLI and jobs/*.py do."""
+    from taosr1.job import run_stage
+    from taosr1.stages import STAGES
+
+    stage = STAGES[name].load()
+    return run_stage(stage, store, stage.Params(**params))
+
+
+def store_at(spark, path):
+    from taosr1.config import Settings
+    from taosr1.io import open_store
+
+    return open_store(spark, Settings(warehouse=str(path), table_backend=BACKEND))
+
+
+@pytest.fixture(scope="session")
+def ingested_template(spark, tmp_path_factory, world):
+    """A warehouse built once per session: the world's judgments loaded and one simulated day ingested."""
+    from taosr1.data.logsim import SimConfig, simulate_logs
+    from taosr1.ingest.logs import ingest_logs
+
+    root = tmp_path_factory.mktemp("template")
+    store = store_at(spark, root / "warehouse")
+    job(store, "load_labels", source="world")
+    simulate_logs(*world, root / "raw", SimConfig(days=1, sessions_per_day=60, seed=4))
+    ingest_logs(store, str(root / "raw"), "2026-11-19")
+    return root / "warehouse"
+
+
+@pytest.fixture
+def ingested(spark, ingested_template, tmp_path):
+    """A private copy of the template warehouse (Delta logs hold relative paths, so a copy is a clone)."""
+    import shutil
+
+    shutil.copytree(ingested_template, tmp_path / "warehouse")
+    return store_at(spark, tmp_path / "warehouse")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from taosr1.cli import app
-from tests.conftest import BACKEND
+from taosr1.stages import STAGES
+from tests.conftest import BACKEND, REPO
 
 runner = CliRunner()
 
@@ -17,14 +18,41 @@ def test_demo_runs_the_main_job(spark, tmp_path):
     res = runner.invoke(app, ["demo", "--warehouse", wh, "--days", "2"])
     assert res.exit_code == 0, res.output
     assert "search-log ingest" in res.output and "2026-11-20" in res.output
-    assert "NO" not in res.output
+    assert "NO" not in res.output and "relevance scoring 2026-11-20" in res.output
     res = runner.invoke(app, ["tables", "--warehouse", wh])
     assert res.exit_code == 0 and "search_log" in res.output and "quarantine" in res.output
 
 
-def test_ingest_requires_a_day(spark, tmp_path):
-    res = runner.invoke(app, ["ingest", "--input", str(tmp_path), "--warehouse", str(tmp_path / "wh")])
-    assert res.exit_code == 2 and "--ds" in res.output
+def test_every_stage_has_one_command_and_one_job_file():
+    """The CLI, jobs/*.py and the DAGs all come from the one registry."""
+    for spec in STAGES.values():
+        job_file = REPO / "jobs" / f"{spec.job}.py"
+        assert job_file.exists(), job_file
+        assert f'run_job("{spec.job}")' in job_file.read_text()
+        cmd = app
+        for part in spec.command:
+            cmd = cmd.commands[part]
+        assert cmd.name == spec.command[-1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ingest", "--input", "x"], "give --ds DAY"),
+    (["score", "--ds", "2026-13-01"], "--ds: Value error, a day is yyyy-MM-dd"),
+    (["score", "--ds", "2026-11-19", "--beta-cum", "nan"], "--beta-cum:"),
+    (["score", "--ds", "2026-11-19", "--batch-size", "0"], "--batch-size: Input should be greater than or equal to 1"),
+    (["score", "--ds", "2026-11-19", "--engine", "nope"], "Invalid value for '--engine'"),
+    (["corpus", "pass-at-n"], "--corpus-id"),
+    (["simulate-logs", "--days", "-1"], "--days: Input should be greater than or equal to 1"),
+    (["evaluate", "--corpus-id", "c", "--models", "nodir"], "--models: expected NAME=VALUE"),
+    (["query", "../x"], "no query '../x'"),
+    (["load-labels", "--source", "esci"], "unknown source 'esci'"),
+])
+def test_user_errors_exit_2_with_one_line_naming_the_option(spark, tmp_path, args, message):
+    res = runner.invoke(app, [*args] + (["--warehouse", str(tmp_path / "wh")] if args[0] not in ("simulate-logs",)
+                                        else ["--out", str(tmp_path / "raw")]))
+    assert res.exit_code == 2, res.output
+    assert message in res.output, res.output
+    assert "Traceback" not in res.output and not (tmp_path / "raw").exists()
 
 
 def test_load_labels_homedepot(spark, tmp_path, homedepot):
@@ -32,11 +60,6 @@ def test_load_labels_homedepot(spark, tmp_path, homedepot):
                               "--backend", BACKEND])
     assert res.exit_code == 0, res.output
     assert "18935 rows" in res.output
-
-
-def test_unknown_source_is_a_clear_error(spark, tmp_path):
-    res = runner.invoke(app, ["load-labels", "--source", "esci", "--warehouse", str(tmp_path / "wh")])
-    assert res.exit_code == 2 and "unknown source 'esci'" in res.output
 
 
 @pytest.mark.skipif(BACKEND != "delta-rs", reason="CLI runs the embedded default")
@@ -48,8 +71,10 @@ def test_corpus_jobs_in_sequence_from_the_cli(spark, tmp_path, builtin_model):
     res = runner.invoke(app, ["corpus", "pass-at-n", "--corpus-id", "cli", "--run-id", "cli-run", "--n", "2",
                               "--max-new-tokens", "6", "--chunks", "2", "--balanced-only", "--model", builtin_model,
                               "--warehouse", wh])
-    assert res.exit_code == 0 and "pass@2 run cli-run" in res.output, res.output
+    assert res.exit_code == 0 and "pass@N run cli-run" in res.output, res.output
     res = runner.invoke(app, ["corpus", "dpo", "--run-id", "cli-run", "--warehouse", wh])
-    assert res.exit_code == 0 and "dpo pairs" in res.output, res.output
+    assert res.exit_code == 0 and "dpo pairs of cli-run" in res.output, res.output
     res = runner.invoke(app, ["corpus", "difficulty", "--run-id", "cli-run", "--warehouse", wh])
-    assert res.exit_code == 0 and "difficulty" in res.output, res.output
+    assert res.exit_code == 0 and "difficulty of cli-run" in res.output, res.output
+    res = runner.invoke(app, ["corpus", "dpo", "--run-id", "no-such-run", "--warehouse", wh])
+    assert res.exit_code == 2 and "no pass@N samples for run no-such-run" in res.output

@@ -1,8 +1,9 @@
-"""Corpora jobs in sequence on the sample world, the TRL trainers built from their tables, and a killed pass@N run
-that resumes without duplicates."""
+"""Corpora stages in sequence on the sample world, the TRL trainers built from their tables, and a killed pass@N
+run that resumes without duplicates."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,16 +13,13 @@ import time
 import pytest
 from pyspark.sql import functions as F
 
-from taosr1.corpora.build import (build_dpo_pairs, build_sft_corpus, done_chunks, label_difficulty,
-                                  sample_pass_at_n)
+from taosr1.corpora.pass_at_n import done_chunks
 from taosr1.corpora.teacher import teach
-from taosr1.data.load import load_judgments
-from taosr1.engines import EngineConfig
 from taosr1.prompts import parse_completion
 from taosr1.training.data import load_dataset_for
 from taosr1.training.rewards import format_reward, label_reward
 from taosr1.training.trainers import TrainConfig, dpo_trainer, grpo_trainer, save_trained, sft_trainer
-from tests.conftest import BACKEND, REPO, SPARK_SUBMIT
+from tests.conftest import BACKEND, REPO, SPARK_SUBMIT, job, store_at
 
 pytestmark = pytest.mark.skipif(BACKEND != "delta-rs", reason="corpora jobs run Python UDFs on local JVM Spark")
 
@@ -45,17 +43,14 @@ def test_knowledge_teacher_explains_negation(world):
 
 @pytest.fixture(scope="module")
 def corpus(spark, world, tmp_path_factory):
-    from taosr1.config import Settings
-    from taosr1.io import open_store
-
-    store = open_store(spark, Settings(warehouse=str(tmp_path_factory.mktemp("corpora") / "wh")))
-    load_judgments(spark, store, *world, "world")
-    cid, sc = build_sft_corpus(spark, store, "world", corpus_id="c-test", seed=3)
-    return store, cid, sc
+    store = store_at(spark, tmp_path_factory.mktemp("corpora") / "wh")
+    job(store, "load_labels", source="world")
+    rep = job(store, "build_sft_corpus", source="world", corpus_id="c-test", seed=3)
+    return store, rep.run_id, rep
 
 
 def test_splits_are_query_disjoint_deduplicated_and_balanced(corpus):
-    store, cid, sc = corpus
+    store, cid, _ = corpus
     pairs = store.read("corpus_pairs").where(F.col("corpus_id") == cid)
     assert pairs.groupBy("query_id").agg(F.countDistinct("split").alias("k")).where("k > 1").count() == 0
     assert pairs.groupBy("query_id", "product_id").count().where("count > 1").count() == 0
@@ -66,51 +61,79 @@ def test_splits_are_query_disjoint_deduplicated_and_balanced(corpus):
 
 
 def test_sft_corpus_keeps_only_agreeing_traces(corpus):
-    store, cid, sc = corpus
-    assert sc.rows_in == sc.kept + sc.quarantined + sum(sc.filtered.values())
-    assert sc.kept > 0 and sc.filtered["teacher_disagrees"] > 0
+    store, cid, rep = corpus
+    c = rep.counts
+    assert c.adds_up() and c.kept > 0 and c.filtered["teacher_disagrees"] > 0
     rows = store.read("sft_corpus").where(F.col("corpus_id") == cid).collect()
+    assert len(rows) == c.kept
     for r in rows:
         text = r.completion[0]["content"]
         assert parse_completion(text).ok and parse_completion(text).level == r.label
         assert [m["role"] for m in r.prompt] == ["system", "user"] and r.completion[0]["role"] == "assistant"
-    run = store.read("job_runs").where(f"job = 'build_sft_corpus' AND run_id = '{cid}'").first()
-    assert run.status == "succeeded" and "sft:kept_rate_label_1_permille" in run.counts
+    run = store.read("job_runs").where((F.col("job") == "build_sft_corpus") & (F.col("run_id") == cid)).first()
+    assert run.status == "succeeded" and "kept_rate_label_1_permille" in run.counts
+    assert set(run.table_versions) >= {"corpus_pairs", "sft_corpus", "quarantine"}
+
+
+def test_engine_stages_with_the_rules_engine(corpus):
+    """pass@N → DPO pairs → difficulty in milliseconds per pair: the rules engine mixes right and wrong samples."""
+    store, cid, _ = corpus
+    pn = job(store, "sample_pass_at_n", corpus_id=cid, run_id="rules-run", engine="rules", n=4, chunks=2,
+             balanced_only=True, seed=2)
+    assert pn.counts.adds_up() and pn.counts.kept == pn.counts.rows_in and pn.counts.filtered["not_sampled_yet"] == 0
+    samples = store.read("pass_at_n_samples").where(F.col("run_id") == "rules-run")
+    assert samples.count() == 4 * pn.counts.rows_in
+    assert samples.where("correct").count() > 0 and samples.where("NOT correct").count() > 0
+    assert samples.where("NOT format_ok").count() == 0  # the rules write well-formed traces
+    dpo = job(store, "build_dpo_pairs", run_id="rules-run")
+    assert dpo.counts.kept > 0 and dpo.counts.filtered["all_correct"] > 0
+    rows = store.read("dpo_pairs").where(F.col("run_id") == "rules-run").collect()
+    for r in rows:  # chosen is right, rejected is wrong
+        assert parse_completion(r.chosen[0]["content"]).level == r.label
+        assert parse_completion(r.rejected[0]["content"]).level != r.label
+    diff = job(store, "label_difficulty", run_id="rules-run")
+    assert diff.counts.rows_in == pn.counts.rows_in and diff.counts.kept > 0
+    grpo = store.read("grpo_prompts").where(F.col("run_id") == "rules-run")
+    assert grpo.where("in_grpo AND (n_correct = 0 OR n_correct >= n_samples)").count() == 0
+    # n_correct means the same in both tables: samples whose label is right
+    d = {(r.query_id, r.product_id): r.n_correct for r in rows}
+    g = {(r.query_id, r.product_id): r.n_correct for r in grpo.collect()}
+    assert all(g[k] == v for k, v in d.items())
 
 
 @pytest.mark.slow
 def test_pipeline_sft_pass_at_n_dpo_difficulty_and_trl_trainers(corpus, builtin_model, tmp_path, spark):
     store, cid, _ = corpus
-    sft_ds = load_dataset_for("sft", store.root, cid)
+    sft_ds = load_dataset_for("sft", store, cid)
     assert sft_ds.column_names == ["prompt", "completion"] and len(sft_ds) > 50
     cfg = TrainConfig(max_steps=150, batch_size=8, learning_rate=5e-3, logging_steps=50)
     trainer = sft_trainer(builtin_model, sft_ds, str(tmp_path / "sft-run"), cfg)
     trainer.train()
     policy = str(save_trained(trainer, str(tmp_path / "sft"), "sft", sft_ds.info.description, cfg))
-    eng = EngineConfig(model_path=policy, batch_size=16)
-    rid, pc = sample_pass_at_n(spark, store, cid, eng, n=4, max_new_tokens=24, chunks=3, balanced_only=True,
-                               temperature=1.0, seed=1)
-    assert pc.kept == pc.rows_in and pc.extra["dup_samples"] == 0 and pc.extra["samples"] == 4 * pc.rows_in
+    pn = job(store, "sample_pass_at_n", corpus_id=cid, model=policy, batch_size=16, n=4, max_new_tokens=24,
+             chunks=3, balanced_only=True, temperature=1.0, seed=1)
+    rid, c = pn.run_id, pn.counts
+    assert c.kept == c.rows_in and c.extra["samples"] == 4 * c.rows_in
     samples = store.read("pass_at_n_samples").where(F.col("run_id") == rid)
     assert samples.where("parsed_label IS NOT NULL").count() > 0  # the SFT'ed policy answers label-first
-    dpo = build_dpo_pairs(spark, store, rid)
-    assert dpo.rows_in == dpo.kept + sum(dpo.filtered.values()) and dpo.kept > 0
-    diff = label_difficulty(spark, store, rid)
-    assert diff.rows_in == pc.rows_in
+    dpo = job(store, "build_dpo_pairs", run_id=rid)
+    assert dpo.counts.adds_up() and dpo.counts.kept > 0
+    diff = job(store, "label_difficulty", run_id=rid)
+    assert diff.counts.rows_in == c.rows_in
     grpo = store.read("grpo_prompts").where(F.col("run_id") == rid)
     assert grpo.where("in_grpo AND (n_correct = 0 OR n_correct >= n_samples)").count() == 0
     # the tables load straight into datasets in the trainers' own columns, and the trainers build and step
-    dpo_ds = load_dataset_for("dpo", store.root, rid)
+    dpo_ds = load_dataset_for("dpo", store, rid)
     assert dpo_ds.column_names == ["prompt", "chosen", "rejected"]
     dpo_trainer(policy, dpo_ds, str(tmp_path / "dpo"), TrainConfig(max_steps=2, batch_size=4)).train()
-    grpo_ds = load_dataset_for("grpo", store.root, rid)
-    assert grpo_ds.column_names == ["prompt", "gold_label"] and len(grpo_ds) > 0
-    kept = grpo.where("in_grpo").groupBy("gold_label").count().collect()
-    assert len({r["count"] for r in kept}) == 1  # class-balanced (CV = 0)
-    g = grpo_trainer(policy, grpo_ds, str(tmp_path / "grpo"),
-                     TrainConfig(max_steps=1, batch_size=4, grpo_num_generations=2, grpo_max_completion_length=24))
-    g.train()
-    assert any("reward" in k for h in g.state.log_history for k in h)
+    grpo_ds = load_dataset_for("grpo", store, rid)
+    if len(grpo_ds):
+        kept = grpo.where("in_grpo").groupBy("gold_label").count().collect()
+        assert len({r["count"] for r in kept}) == 1  # class-balanced (CV = 0)
+        g = grpo_trainer(policy, grpo_ds, str(tmp_path / "grpo"),
+                         TrainConfig(max_steps=1, batch_size=4, grpo_num_generations=2, grpo_max_completion_length=24))
+        g.train()
+        assert any("reward" in k for h in g.state.log_history for k in h)
 
 
 @pytest.mark.slow
@@ -118,9 +141,9 @@ def test_killed_pass_at_n_resumes_without_duplicates(corpus, builtin_model, spar
     store, cid, _ = corpus
     run = "passn-kill-test"
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    args = [SPARK_SUBMIT, "--master", "local[2]", str(REPO / "jobs" / "sample_pass_at_n.py"), "--corpus-id", cid, "--run-id", run,
-            "--n", "2", "--max-new-tokens", "8", "--chunks", "6", "--balanced-only", "--model", builtin_model,
-            "--warehouse", store.settings.warehouse]
+    args = [SPARK_SUBMIT, "--master", "local[2]", str(REPO / "jobs" / "sample_pass_at_n.py"), "--corpus-id", cid,
+            "--run-id", run, "--n", "2", "--max-new-tokens", "8", "--chunks", "6", "--balanced-only", "--model",
+            builtin_model, "--warehouse", store.settings.warehouse]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
     for line in iter(proc.stdout.readline, b""):
@@ -131,34 +154,32 @@ def test_killed_pass_at_n_resumes_without_duplicates(corpus, builtin_model, spar
     survived = done_chunks(store, run)
     assert 1 <= len(survived) < 6, survived
     before = {c: store.read("pass_at_n_samples").where(f"run_id = '{run}' AND chunk = {c}").count() for c in survived}
-    rid, pc = sample_pass_at_n(spark, store, cid, EngineConfig(model_path=builtin_model), run_id=run, n=2,
-                               max_new_tokens=8, chunks=6, balanced_only=True)
-    assert rid == run and done_chunks(store, run) == set(range(6))
+    rep = job(store, "sample_pass_at_n", corpus_id=cid, run_id=run, model=builtin_model, n=2, max_new_tokens=8,
+              chunks=6, balanced_only=True)
+    assert rep.run_id == run and done_chunks(store, run) == set(range(6))
     samples = store.read("pass_at_n_samples").where(F.col("run_id") == run)
     assert samples.groupBy("query_id", "product_id", "sample_idx").count().where("count > 1").count() == 0
-    assert samples.count() == 2 * pc.rows_in
+    assert samples.count() == 2 * rep.counts.rows_in
     for c, n in before.items():  # finished chunks were not redone
         assert store.read("pass_at_n_samples").where(f"run_id = '{run}' AND chunk = {c}").count() == n
     resumed = store.read("job_runs").where("job = 'sample_pass_at_n' AND status = 'succeeded'").collect()
-    assert any(sorted(survived) == sorted(__import__("json").loads(r.params)["resumed_chunks"]) for r in resumed)
+    assert any(sorted(survived) == sorted(json.loads(r.params)["resumed_chunks"]) for r in resumed)
 
 
-def test_corpora_on_the_real_homedepot_judgments(spark, homedepot, builtin_model, tmp_path):
-    from taosr1.config import Settings
-    from taosr1.io import open_store
-
-    store = open_store(spark, Settings(warehouse=str(tmp_path / "wh")))
-    load_judgments(spark, store, *homedepot, "homedepot")
-    cid, sc = build_sft_corpus(spark, store, "homedepot", corpus_id="hd", seed=5)
-    assert sc.rows_in == sc.kept + sc.quarantined + sum(sc.filtered.values()) and sc.kept > 0
+def test_corpora_on_the_real_homedepot_judgments(spark, homedepot, tmp_path):
+    store = store_at(spark, tmp_path / "wh")
+    job(store, "load_labels", source="homedepot")
+    rep = job(store, "build_sft_corpus", source="homedepot", corpus_id="hd", seed=5)
+    assert rep.counts.adds_up() and rep.counts.kept > 0
     pairs = store.read("corpus_pairs").where("corpus_id = 'hd'")
     run = store.read("job_runs").where("run_id = 'hd'").first()
     dups = run.counts["pairs:filtered:duplicate_pair"]  # the same query typed in other casing, judged twice
     assert 0 < dups < 50 and pairs.count() == 18935 - dups
     assert pairs.groupBy("query_id", "product_id").count().where("count > 1").count() == 0
     assert pairs.groupBy("query_id").agg(F.countDistinct("split").alias("k")).where("k > 1").count() == 0
-    rid, pc = sample_pass_at_n(spark, store, cid, EngineConfig(model_path=builtin_model, batch_size=16), n=2,
-                               max_new_tokens=8, chunks=60, balanced_only=True, max_chunks=1)
-    assert pc.extra["chunks_done"] == 1 and pc.kept + pc.filtered["not_sampled_yet"] == pc.rows_in
-    assert build_dpo_pairs(spark, store, rid).rows_in == pc.kept
-    assert label_difficulty(spark, store, rid).rows_in == pc.kept
+    pn = job(store, "sample_pass_at_n", corpus_id="hd", engine="rules", n=2, chunks=60, balanced_only=True,
+             max_chunks=1)
+    c = pn.counts
+    assert c.extra["chunks_done"] == 1 and c.kept + c.filtered["not_sampled_yet"] == c.rows_in and c.adds_up()
+    assert job(store, "build_dpo_pairs", run_id=pn.run_id).counts.rows_in == c.kept
+    assert job(store, "label_difficulty", run_id=pn.run_id).counts.rows_in == c.kept

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from taosr1.engines import EngineConfig, create_engine
-from taosr1.engines.spark_runner import PROB_COLS, run_bisected, with_label_probs
+from taosr1.engines import create_engine, engine_config
+from taosr1.inference import PROB_COLS, run_bisected, with_label_probs
 from taosr1.prompts import build_messages, render_prompt
 from tests.conftest import BACKEND
 
@@ -27,11 +27,11 @@ def _prompts(engine, rows):
 
 @pytest.fixture(scope="module")
 def hf(builtin_model):
-    return create_engine(EngineConfig(model_path=builtin_model, batch_size=16))
+    return create_engine(engine_config(model_path=builtin_model, batch_size=16))
 
 
 def test_hf_prefix_cache_matches_plain_forward(hf, builtin_model, pair_rows):
-    plain = create_engine(EngineConfig(model_path=builtin_model, batch_size=16, prefix_cache=False))
+    plain = create_engine(engine_config(model_path=builtin_model, batch_size=16, prefix_cache=False))
     prompts = _prompts(hf, pair_rows[:40])
     a, b = hf.label_probs(prompts), plain.label_probs(prompts)
     np.testing.assert_allclose(a, b, atol=TOLERANCE)
@@ -68,14 +68,14 @@ def test_run_bisected_isolates_the_poisonous_item():
 
 
 @jvm_only
-def test_spark_runner_keeps_rows_and_quarantines_a_bad_row(spark, builtin_model, pair_rows):
+def test_spark_glue_keeps_rows_and_quarantines_a_bad_row(spark, builtin_model, pair_rows):
     import pandas as pd
 
     rows = pd.DataFrame(pair_rows[:300])[["query_id", "query", "product_id", "title", "category", "brand", "price",
                                           "description"]]
     rows.loc[7, "title"] = " ".join(f"w{i}" for i in range(400))  # far past max_model_len once tokenised
     df = spark.createDataFrame(rows).repartition(3)
-    cfg = EngineConfig(model_path=builtin_model, batch_size=32, max_model_len=400)
+    cfg = engine_config(model_path=builtin_model, batch_size=32, max_model_len=400)
     out = with_label_probs(df, cfg, expected_rows=300).toPandas()
     assert len(out) == 300 and set(out["product_id"]) == set(rows["product_id"])
     errs = out[out["error"].notna()]
@@ -142,7 +142,7 @@ def test_all_three_backends_agree_inside_spark(spark, builtin_model, pair_rows, 
     results = {}
     for backend, extra in (("hf", {}), ("vllm", {"gpu_memory_utilization": 0.1}),
                            ("openai", {"base_url": vllm_server, "served_model": "builtin", "concurrency": 4})):
-        cfg = EngineConfig(backend=backend, model_path=builtin_model, batch_size=32, **extra)
+        cfg = engine_config(backend=backend, model_path=builtin_model, batch_size=32, **extra)
         out = with_label_probs(df, cfg, expected_rows=240).toPandas().sort_values(["query_id", "product_id"])
         assert out["error"].isna().all(), out["error"].dropna().head()
         assert len(out) == 240
@@ -153,7 +153,7 @@ def test_all_three_backends_agree_inside_spark(spark, builtin_model, pair_rows, 
 
 @pytest.mark.slow
 def test_openai_and_vllm_sampling(builtin_model, pair_rows, vllm_server):
-    client = create_engine(EngineConfig(backend="openai", model_path=builtin_model, base_url=vllm_server,
+    client = create_engine(engine_config(backend="openai", model_path=builtin_model, base_url=vllm_server,
                                         served_model="builtin", batch_size=4, concurrency=2))
     prompts = _prompts(client, pair_rows[:6])
     out = client.sample(prompts, n=3, max_new_tokens=8, temperature=1.0)
@@ -173,7 +173,7 @@ def test_vllm_sampling_is_reproducible_for_a_fixed_seed(builtin_model, pair_rows
     pytest.importorskip("vllm")
     outs = []
     for _ in range(2):
-        eng = create_engine(EngineConfig(backend="vllm", model_path=builtin_model, seed=7,
+        eng = create_engine(engine_config(backend="vllm", model_path=builtin_model, seed=7,
                                          gpu_memory_utilization=0.1))
         prompts = _prompts(eng, pair_rows[:4])
         outs.append([[s.text for s in row] for row in eng.sample(prompts, n=3, max_new_tokens=10, seed=7)])
@@ -182,3 +182,38 @@ def test_vllm_sampling_is_reproducible_for_a_fixed_seed(builtin_model, pair_rows
         gc.collect()
     assert outs[0] == outs[1]
     assert len({t for row in outs[0] for t in row}) > 1  # it did sample, not decode greedily
+
+
+def test_engine_configs_are_one_union_with_backend_policy():
+    from pydantic import ValidationError
+
+    from taosr1.engines import BACKENDS, HFConfig, RulesConfig, VLLMConfig, config_from_json
+
+    assert set(BACKENDS) == {"hf", "vllm", "openai", "rules"}
+    assert isinstance(engine_config(model_path="m"), HFConfig)
+    assert engine_config(backend="vllm", model_path="m").gpu_memory_utilization == 0.15
+    assert engine_config(backend="vllm", model_path="m", device="cuda").gpu_memory_utilization == 0.9
+    cfg = engine_config(backend="rules")
+    assert isinstance(cfg, RulesConfig) and config_from_json(cfg.model_dump_json()) == cfg
+    assert isinstance(config_from_json(VLLMConfig(model_path="m").model_dump_json()), VLLMConfig)
+    with pytest.raises(ValidationError, match="base_url"):
+        engine_config(backend="openai", model_path="m")  # an OpenAI server needs its URL
+    with pytest.raises(ValidationError, match="gpu_memory_utilization"):
+        engine_config(backend="hf", model_path="m", gpu_memory_utilization=0.5)  # not an hf option
+
+
+def test_rules_engine_is_the_knowledge_teacher(pair_rows):
+    from taosr1.corpora.teacher import teach
+
+    eng = create_engine(engine_config(backend="rules"))
+    prompts = _prompts(eng, pair_rows[:40])
+    probs = eng.label_probs(prompts)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    want = [teach(r["query"], r)[0] for r in pair_rows[:40]]
+    assert [4 - int(np.argmax(p)) for p in probs] == want
+    a = eng.sample(prompts, n=6, temperature=1.0, seed=3)
+    assert a == eng.sample(prompts, n=6, temperature=1.0, seed=3)  # seeded
+    labels = {s.text.splitlines()[0] for row in a for s in row}
+    assert len(labels) > 1 and all(len(row) == 6 for row in a)
+    greedy = eng.sample(prompts[:5], n=3, temperature=0.0)
+    assert all(len({s.text for s in row}) == 1 for row in greedy)

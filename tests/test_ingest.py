@@ -41,17 +41,18 @@ def test_simulator_is_seeded(tmp_path, world):
 
 def test_ingest_accounts_for_every_row(spark, store, raw_logs):
     raw, manifest = raw_logs
-    counts = ingest_logs(spark, store, str(raw), "2026-11-19", "2026-11-20")
-    for c, m in zip(counts, manifest["days"]):
+    counts = ingest_logs(store, str(raw), "2026-11-19", "2026-11-20")
+    for rep, m in zip(counts, manifest["days"]):
+        c = rep.counts
         assert c.adds_up()
         assert c.rows_in == m["rows"]
-        assert c.rows_deduplicated == m["duplicates"]
-        assert c.rows_quarantined == sum(m["malformed"].values())
-        assert c.rows_silver == m["valid_events"]
+        assert c.filtered["duplicate"] == m["duplicates"]
+        assert c.quarantined == sum(m["malformed"].values())
+        assert c.kept == m["valid_events"]
         want = {}
         for kind, n in m["malformed"].items():
-            want[REASON_OF_KIND[kind]] = want.get(REASON_OF_KIND[kind], 0) + n
-        assert c.reasons == want
+            want[f"reason:{REASON_OF_KIND[kind]}"] = want.get(f"reason:{REASON_OF_KIND[kind]}", 0) + n
+        assert c.extra == want
     q = store.read("quarantine").where(f"stage = '{STAGE}'")
     assert q.where("reason IS NULL OR raw IS NULL").count() == 0
     row = q.where("reason = 'invalid_event_type'").first()
@@ -61,13 +62,14 @@ def test_ingest_accounts_for_every_row(spark, store, raw_logs):
     assert silver.where("position < 1 OR ts IS NULL").count() == 0
     runs = store.read("job_runs").where("job = 'ingest_logs'").collect()
     assert {r.ds for r in runs} == {"2026-11-19", "2026-11-20"} and all(r.status == "succeeded" for r in runs)
-    assert runs[0].counts["rows_in"] == runs[0].counts["rows_silver"] + runs[0].counts["rows_quarantined"] + \
-        runs[0].counts["rows_deduplicated"]
+    assert runs[0].counts["rows_in"] == runs[0].counts["kept"] + runs[0].counts["quarantined"] + \
+        runs[0].counts["filtered:duplicate"]
+    assert set(runs[0].table_versions) == {"search_log_bronze", "search_log", "quarantine"}
 
 
 def test_lineage_points_at_the_source_line(spark, store, raw_logs):
     raw, _ = raw_logs
-    ingest_logs(spark, store, str(raw), "2026-11-19")
+    ingest_logs(store, str(raw), "2026-11-19")
     sample = store.read("search_log").orderBy("source_row").limit(20).collect()
     lines = (raw / "ds=2026-11-19" / "events-00000.jsonl").read_text().splitlines()
     for r in sample:
@@ -78,10 +80,10 @@ def test_lineage_points_at_the_source_line(spark, store, raw_logs):
 
 def test_rerunning_a_day_does_not_duplicate(spark, store, raw_logs):
     raw, manifest = raw_logs
-    ingest_logs(spark, store, str(raw), "2026-11-19", "2026-11-20")
+    ingest_logs(store, str(raw), "2026-11-19", "2026-11-20")
     before = {t: store.count(t) for t in ("search_log_bronze", "search_log", "quarantine")}
     v = store.version("search_log")
-    ingest_logs(spark, store, str(raw), "2026-11-20")
+    ingest_logs(store, str(raw), "2026-11-20")
     after = {t: store.count(t) for t in ("search_log_bronze", "search_log", "quarantine")}
     assert after == before
     assert store.version("search_log") == v + 1
@@ -94,22 +96,22 @@ def test_parquet_input_is_ingested_the_same(spark, store, world, tmp_path):
     raw = tmp_path / "pq"
     m = simulate_logs(*world, raw, SimConfig(days=1, sessions_per_day=60, malformed_rate=0.05, seed=2,
                                              fmt="parquet"))
-    (c,) = ingest_logs(spark, store, str(raw), "2026-11-19")
-    d = m["days"][0]
-    assert (c.rows_in, c.rows_silver, c.rows_deduplicated) == (d["rows"], d["valid_events"], d["duplicates"])
-    assert c.rows_quarantined == sum(d["malformed"].values())
+    (rep,) = ingest_logs(store, str(raw), "2026-11-19")
+    c, d = rep.counts, m["days"][0]
+    assert (c.rows_in, c.kept, c.filtered["duplicate"]) == (d["rows"], d["valid_events"], d["duplicates"])
+    assert c.quarantined == sum(d["malformed"].values())
 
 
 def test_day_without_input_writes_an_empty_partition(spark, store, raw_logs):
     raw, _ = raw_logs
-    (c,) = ingest_logs(spark, store, str(raw), "2026-12-25")
-    assert (c.rows_in, c.rows_silver, c.rows_quarantined) == (0, 0, 0)
+    (rep,) = ingest_logs(store, str(raw), "2026-12-25")
+    assert (rep.counts.rows_in, rep.counts.kept, rep.counts.quarantined) == (0, 0, 0)
     assert store.exists("search_log")
 
 
 def test_tables_read_back_with_spark_and_delta_rs(spark, store, raw_logs):
     raw, _ = raw_logs
-    ingest_logs(spark, store, str(raw), "2026-11-19")
+    ingest_logs(store, str(raw), "2026-11-19")
     for table in ("search_log_bronze", "search_log", "quarantine", "job_runs"):
         via_spark = store.read(table).count()
         via_rs = DeltaTable(store.path(table)).to_pyarrow_table().num_rows
@@ -122,4 +124,7 @@ def test_bad_dates_and_paths_are_clear_errors(spark, store, tmp_path):
     with pytest.raises(InputError, match="before start"):
         days_between("2026-11-21", "2026-11-20")
     with pytest.raises(InputError, match="does not exist"):
-        ingest_logs(spark, store, str(tmp_path / "nope"), "2026-11-21")
+        ingest_logs(store, str(tmp_path / "nope"), "2026-11-21")
+    # the run record opens before any input is read: a run that failed on bad input is on record
+    (failed,) = store.read("job_runs").where("job = 'ingest_logs'").collect()
+    assert failed.status == "failed" and "does not exist" in failed.error and failed.ds == "2026-11-21"

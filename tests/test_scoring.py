@@ -14,14 +14,11 @@ from hypothesis import given, settings as hsettings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
-from taosr1.data.load import load_judgments
-from taosr1.data.logsim import SimConfig, simulate_logs
-from taosr1.engines import EngineConfig
-from taosr1.ingest.logs import ingest_logs
+from taosr1.model.reference import load_thresholds, save_thresholds
 from taosr1.scoring.calibrate import calibrate, macro_f1
-from taosr1.scoring.cumpt import Thresholds, level_column, levels, load_thresholds, save_thresholds, tiers
-from taosr1.scoring.job import STAGE, score_catalog
-from tests.conftest import BACKEND, REPO, SPARK_SUBMIT
+from taosr1.scoring.cumpt import Thresholds, level_column, levels, tiers
+from taosr1.scoring.score import STAGE
+from tests.conftest import BACKEND, REPO, SPARK_SUBMIT, job
 
 probs4 = st.lists(st.floats(0.001, 1.0), min_size=4, max_size=4).map(lambda v: np.array(v) / np.sum(v))
 betas = st.floats(0.05, 1.0)
@@ -81,6 +78,7 @@ def test_spark_column_matches_numpy(spark):
 def test_thresholds_validate():
     with pytest.raises(ValueError, match="t4"):
         Thresholds.cum(0.0)
+    assert Thresholds.cum(0.4).beta_cum == 0.4 and Thresholds(0.6, 0.5, 0.4).beta_cum is None
 
 
 def test_calibration_recovers_a_good_beta(tmp_path):
@@ -104,27 +102,16 @@ def test_calibration_recovers_a_good_beta(tmp_path):
     assert load_thresholds(tmp_path / "none")[1] == "default beta_cum=0.5"
 
 
-@pytest.fixture
-def scored_world(spark, store, world, tmp_path):
-    """A warehouse with the world loaded and one day of logs ingested."""
-    products, labels = world
-    load_judgments(spark, store, products, labels, "world")
-    raw = tmp_path / "raw"
-    simulate_logs(products, labels, raw, SimConfig(days=1, sessions_per_day=60, seed=4))
-    ingest_logs(spark, store, str(raw), "2026-11-19")
-    return store
-
-
 pytestmark = pytest.mark.skipif(BACKEND != "delta-rs", reason="scoring runs Python UDFs on local JVM Spark")
 
 
-def test_score_day_counts_and_rerun(spark, scored_world, builtin_model):
-    store = scored_world
-    cfg = EngineConfig(model_path=builtin_model, batch_size=32)
+def test_score_day_counts_and_rerun(spark, ingested, builtin_model):
+    store = ingested
     shown = store.read("search_log").where("event_type = 'impression'").select("query_id", "product_id") \
         .distinct().count()
-    rep = score_catalog(spark, store, "2026-11-19", cfg)
-    assert rep.adds_up() and rep.pairs_in == shown and rep.scored == shown and rep.quarantined == 0
+    rep = job(store, "score_catalog", ds="2026-11-19", model=builtin_model)
+    c = rep.counts
+    assert c.adds_up() and c.rows_in == shown and c.kept == shown and c.quarantined == 0
     out = store.read("relevance_scores")
     assert out.count() == shown
     assert out.where(F.abs(F.col("p4") + F.col("p3") + F.col("p2") + F.col("p1") - 1) > 1e-6).count() == 0
@@ -133,41 +120,54 @@ def test_score_day_counts_and_rerun(spark, scored_world, builtin_model):
     assert (levels(pdf[["p4", "p3", "p2", "p1"]].to_numpy(), th) == pdf["level"].to_numpy()).all()
     np.testing.assert_allclose(pdf["expected_relevance"], pdf[["p4", "p3", "p2", "p1"]].to_numpy() @ [4, 3, 2, 1])
     # re-running the day replaces it: same rows, new version, nothing doubled
-    rep2 = score_catalog(spark, store, "2026-11-19", cfg, beta_cum=0.3)
-    assert store.read("relevance_scores").count() == shown and rep2.table_version == rep.table_version + 1
+    rep2 = job(store, "score_catalog", ds="2026-11-19", model=builtin_model, beta_cum=0.3)
+    assert store.read("relevance_scores").count() == shown
+    assert rep2.versions["relevance_scores"] == rep.versions["relevance_scores"] + 1
     assert set(r.beta_cum for r in store.read("relevance_scores").select("beta_cum").distinct().collect()) == {0.3}
     # incremental: nothing left to score for this model version
-    rep3 = score_catalog(spark, store, "2026-11-19", cfg, incremental=True)
-    assert (rep3.already_scored, rep3.scored) == (shown, 0) and store.read("relevance_scores").count() == shown
+    rep3 = job(store, "score_catalog", ds="2026-11-19", model=builtin_model, incremental=True)
+    assert (rep3.counts.filtered["already_scored"], rep3.counts.kept) == (shown, 0)
+    assert store.read("relevance_scores").count() == shown
 
 
-def test_bad_pairs_reach_quarantine_and_every_row_is_counted(spark, scored_world, builtin_model, tmp_path):
-    store = scored_world
+def test_bad_pairs_reach_quarantine_and_every_row_is_counted(spark, ingested, builtin_model, tmp_path):
+    store = ingested
     pairs = (store.read("search_log").where("event_type = 'impression'").select("query_id", "query", "product_id")
              .dropDuplicates(["query_id", "product_id"]).limit(40))
     extra = spark.createDataFrame([("q-x", "ghost product", "P99999"), ("q-y", "", "P00001")],
                                   "query_id string, query string, product_id string")
     cand = str(tmp_path / "cand")
     pairs.unionByName(extra).write.parquet(cand)
-    cfg = EngineConfig(model_path=builtin_model, batch_size=16)
-    rep = score_catalog(spark, store, "2026-11-20", cfg, candidates=cand)
-    assert rep.pairs_in == 42 and rep.scored == 40 and rep.quarantined == 2 and rep.adds_up()
+    rep = job(store, "score_catalog", ds="2026-11-20", model=builtin_model, batch_size=16, candidates=cand)
+    c = rep.counts
+    assert c.rows_in == 42 and c.kept == 40 and c.quarantined == 2 and c.adds_up()
     q = store.read("quarantine").where(f"stage = '{STAGE}' AND ds = '2026-11-20'").collect()
     assert sorted(r.reason for r in q) == ["empty_query", "unknown_product"]
-    run = store.read("job_runs").where(f"run_id = '{rep.run_id}'").first()
-    assert run.counts["pairs_in"] == run.counts["scored"] + run.counts["quarantined"]
+    run = store.read("job_runs").where(F.col("run_id") == rep.run_id).first()
+    assert run.counts["rows_in"] == run.counts["kept"] + run.counts["quarantined"] == 42
 
 
-def test_empty_day_writes_an_empty_partition(spark, scored_world, builtin_model):
-    rep = score_catalog(spark, scored_world, "2026-12-31", EngineConfig(model_path=builtin_model))
-    assert (rep.pairs_in, rep.scored) == (0, 0) and scored_world.exists("relevance_scores")
+def test_empty_day_writes_an_empty_partition(spark, ingested, builtin_model):
+    rep = job(ingested, "score_catalog", ds="2026-12-31", model=builtin_model)
+    assert (rep.counts.rows_in, rep.counts.kept) == (0, 0) and ingested.exists("relevance_scores")
+
+
+def test_scoring_with_the_rules_engine_and_a_failed_run_on_record(spark, ingested, tmp_path):
+    rep = job(ingested, "score_catalog", ds="2026-11-19", engine="rules")
+    out = ingested.read("relevance_scores").where(F.col("run_id") == rep.run_id)
+    assert out.count() == rep.counts.kept > 0
+    assert {r.model_version for r in out.select("model_version").distinct().collect()} == {"rules-v1"}
+    # bad input fails inside the run, and the run is on record with its error
+    with pytest.raises(Exception, match="does not exist"):
+        job(ingested, "score_catalog", ds="2026-11-19", engine="rules", candidates=str(tmp_path / "nope"))
+    failed = ingested.read("job_runs").where("job = 'score_catalog' AND status = 'failed'").collect()
+    assert len(failed) == 1 and "does not exist" in failed[0].error
 
 
 @pytest.mark.slow
-def test_killed_scoring_run_leaves_the_previous_version(spark, scored_world, builtin_model, tmp_path):
-    store = scored_world
-    cfg = EngineConfig(model_path=builtin_model, batch_size=4)
-    score_catalog(spark, store, "2026-11-19", cfg)
+def test_killed_scoring_run_leaves_the_previous_version(spark, ingested, builtin_model, tmp_path):
+    store = ingested
+    job(store, "score_catalog", ds="2026-11-19", model=builtin_model, batch_size=4)
     before_version = store.version("relevance_scores")
     before = store.read("relevance_scores").toPandas().sort_values(["query_id", "product_id"]).reset_index(drop=True)
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
@@ -191,27 +191,27 @@ def test_killed_scoring_run_leaves_the_previous_version(spark, scored_world, bui
     after = store.read("relevance_scores").toPandas().sort_values(["query_id", "product_id"]).reset_index(drop=True)
     assert after.equals(before)
     # and the next run succeeds on top of the debris
-    rep = score_catalog(spark, store, "2026-11-19", cfg, beta_cum=0.2)
-    assert rep.adds_up() and store.version("relevance_scores") == before_version + 1
+    rep = job(store, "score_catalog", ds="2026-11-19", model=builtin_model, batch_size=4, beta_cum=0.2)
+    assert rep.counts.adds_up() and store.version("relevance_scores") == before_version + 1
 
 
-def test_analyst_queries_agree_on_spark_and_duckdb(spark, scored_world, builtin_model, tmp_path):
+def test_analyst_queries_agree_on_spark_and_duckdb(spark, ingested, builtin_model, tmp_path):
     from taosr1 import analytics
 
-    store = scored_world
-    score_catalog(spark, store, "2026-11-19", EngineConfig(model_path=builtin_model), beta_cum=0.5)
+    store = ingested
+    job(store, "score_catalog", ds="2026-11-19", model=builtin_model, beta_cum=0.5)
     # a second model version: same weights, a config that differs in bytes -> another version id
     import shutil
 
     other = tmp_path / "model-b"
     shutil.copytree(builtin_model, other)
     (other / "config.json").write_text((other / "config.json").read_text() + "\n")
-    score_catalog(spark, store, "2026-11-19", EngineConfig(model_path=str(other)), beta_cum=0.35)
+    job(store, "score_catalog", ds="2026-11-19", model=str(other), beta_cum=0.35)
     assert set(analytics.list_queries()) == {"tier_distribution_by_day", "queries_with_most_irrelevant_results",
                                              "tier_drift_between_model_versions"}
     for name in analytics.list_queries():
-        a = analytics.run_spark(store, name)
-        b = analytics.run_duckdb(store.root, name)[list(a.columns)]
+        a = analytics.run_spark(store, analytics.query_text(name))
+        b = analytics.run_duckdb(store.root, analytics.query_text(name))[list(a.columns)]
         assert len(a) > 0 and len(a) == len(b), name
         # engines may round a tie (x.xxx5) differently, and Spark returns DECIMAL where DuckDB returns DOUBLE:
         # compare text columns exactly and numbers to 1e-3
@@ -224,7 +224,7 @@ def test_analyst_queries_agree_on_spark_and_duckdb(spark, scored_world, builtin_
         for ra, rb in zip(rows(a), rows(b)):
             for x, y in zip(ra, rb):
                 assert x == y if isinstance(x, str) else abs(x - y) <= 1e-3, (name, ra, rb)
-    dist = analytics.run_spark(store, "tier_distribution_by_day")
+    dist = analytics.run_spark(store, analytics.query_text("tier_distribution_by_day"))
     assert dist.assign(share=dist["share"].astype(float)).groupby(["ds", "model_version"])["share"].sum().round(3).eq(1.0).all()
-    drift = analytics.run_spark(store, "tier_drift_between_model_versions")
+    drift = analytics.run_spark(store, analytics.query_text("tier_drift_between_model_versions"))
     assert drift["pairs"].sum() == store.read("relevance_scores").where("model_version != ''").count() // 2

@@ -137,3 +137,11 @@ def test_delta_rs_commit_has_stats_and_readers_agree(spark, store):
 
     ds = DeltaTable(store.path("search_log_bronze")).to_pyarrow_dataset()
     assert duckdb.sql("SELECT count(*) FROM ds").fetchall()[0][0] == 2
+
+
+def test_a_repeated_primary_key_stops_the_write(spark, store):
+    store.write("search_log_bronze", _bronze(spark, "2026-11-20", 3))
+    twice = _bronze(spark, "2026-11-21", 3).unionByName(_bronze(spark, "2026-11-21", 1))  # row 0 of file-a twice
+    with pytest.raises(SchemaViolation, match=r"primary key occurs 2 times in one write: .*'source_row': 0"):
+        store.write("search_log_bronze", twice, "overwrite", replace={"ds": "2026-11-21"})
+    assert store.version("search_log_bronze") == 0 and store.count("search_log_bronze") == 3

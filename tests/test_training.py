@@ -7,7 +7,7 @@ import pytest
 
 from taosr1.evaluation.baselines import apply_cuts, fit_cuts, overlap_scores, run_baselines
 from taosr1.evaluation.metrics import classification_metrics, tier_agreement
-from tests.conftest import BACKEND
+from tests.conftest import BACKEND, job, store_at
 
 jvm_only = pytest.mark.skipif(BACKEND != "delta-rs", reason="runs Python UDFs on local JVM Spark")
 
@@ -40,24 +40,37 @@ def test_lexical_baseline_learns_cut_points():
 def test_pipeline_train_end_to_end(spark, tmp_path, builtin_model):
     import shutil
 
-    from taosr1.config import Settings
-    from taosr1.io import open_store
-    from taosr1.training.pipeline import PipelineConfig, run_training_pipeline
+    from taosr1.engines import engine_config
+    from taosr1.evaluation.evaluate import split_pairs_with_products
+    from taosr1.inference import PROB_COLS, with_label_probs
+    from taosr1.scoring.cumpt import Thresholds, levels
+    from taosr1.stages import TRAINING_LOOP
+    from taosr1.training.pipeline import PipelineParams, run_training_pipeline
 
-    store = open_store(spark, Settings(warehouse=str(tmp_path / "wh")))
+    store = store_at(spark, tmp_path / "wh")
     shutil.copytree(builtin_model, tmp_path / "wh" / "models" / "taosr1-builtin")
-    res = run_training_pipeline(spark, store, PipelineConfig(n=3, sft_steps=150, dpo_steps=4, grpo_steps=2,
-                                                             max_new_tokens=32))
+    res = run_training_pipeline(store, PipelineParams(n=3, sft_steps=150, dpo_steps=4, grpo_steps=2,
+                                                      max_new_tokens=32, grpo_completion_tokens=16))
+    assert [s[0] for s in res["stages"]][1:] == [s.id for s in TRAINING_LOOP]  # the one stage graph, in order
     m = res["metrics"].set_index("system")
-    assert {"base", "sft", "dpo", "majority", "lexical", "embedding"} <= set(m.index)
+    assert {"base", "sft", "dpo", "grpo", "majority", "lexical", "embedding"} <= set(m.index)
     assert (m["n"] == m["n"].iloc[0]).all() and m["n"].iloc[0] > 20
-    assert m.loc["base", "tier_agreement"] >= 0 and np.isnan(m.loc["lexical", "tier_agreement"])
+    assert np.isnan(m.loc["lexical", "tier_agreement"])
+    # tier agreement of the base model, recomputed outside the evaluation from its label probabilities
+    dev = split_pairs_with_products(store, res["corpus_id"], "dev")
+    out = with_label_probs(dev, engine_config(model_path=builtin_model)).select("label", *PROB_COLS).toPandas()
+    tiers = lambda lv: np.where(lv >= 3, 2, np.where(lv == 2, 1, 0))  # noqa: E731
+    want = np.mean(tiers(levels(out[list(PROB_COLS)].to_numpy(), Thresholds.cum(0.5))) == tiers(out["label"]))
+    assert abs(m.loc["base", "tier_agreement"] - want) < 1e-9
+    # pass@N ran twice: with the SFT policy for DPO, with the DPO policy for the difficulty set
+    policies = store.read("pass_at_n_samples").groupBy("run_id", "model_version").count().collect()
+    assert len({r.run_id for r in policies}) == 2 and len({r.model_version for r in policies}) == 2
     html = res["report"].read_text()
     assert html.count("data:image/png;base64,") >= 4 and "macro-F1" in html
     # every model folder carries a card naming its data
     import json
 
-    for stage in ("sft", "dpo"):
+    for stage in ("sft", "dpo", "grpo"):
         folder = next((tmp_path / "wh" / "models").glob(f"{stage}-*"))
         card = json.loads((folder / "taosr1_model.json").read_text())
         assert card["stage"] == stage and "v" in card["data"] and (folder / "model.safetensors").exists()
@@ -68,19 +81,16 @@ def test_lora_sft_saves_a_merged_safetensors_model(spark, tmp_path, builtin_mode
     """The GPU recipe (LoRA on a real checkpoint) runs the same code path; here on the built-in model."""
     import json
 
-    from taosr1.config import Settings
-    from taosr1.corpora.build import build_sft_corpus
-    from taosr1.data.load import load_judgments
-    from taosr1.engines import EngineConfig, create_engine
-    from taosr1.io import open_store
-    from taosr1.training.trainers import TrainConfig, run_stage
+    from taosr1.engines import create_engine, engine_config
 
-    store = open_store(spark, Settings(warehouse=str(tmp_path / "wh")))
-    load_judgments(spark, store, *world, "world")
-    cid, _ = build_sft_corpus(spark, store, "world", corpus_id="lora")
-    out = run_stage("sft", store.root, cid, builtin_model, str(tmp_path / "lora-sft"),
-                    TrainConfig(max_steps=2, batch_size=4, lora_r=4))
+    store = store_at(spark, tmp_path / "wh")
+    job(store, "load_labels", source="world")
+    job(store, "build_sft_corpus", source="world", corpus_id="lora")
+    rep = job(store, "train_sft", data="lora", base=builtin_model, out=str(tmp_path / "lora-sft"), max_steps=2,
+              batch_size=4, lora_r=4)
+    out = rep.info["path"]
+    assert rep.counts.kept > 0 and rep.counts.extra["steps"] == 2
     card = json.loads((out / "taosr1_model.json").read_text())
     assert card["config"]["lora_r"] == 4 and not (out / "adapter_config.json").exists()
-    probs = create_engine(EngineConfig(model_path=str(out))).label_probs(["<|im_start|>user\nx<|im_end|>\n"])
+    probs = create_engine(engine_config(model_path=str(out))).label_probs(["<|im_start|>user\nx<|im_end|>\n"])
     assert abs(probs.sum() - 1) < 1e-6

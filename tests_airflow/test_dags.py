@@ -25,7 +25,7 @@ def dagbag():
 
 def test_dags_import_cleanly(dagbag):
     assert dagbag.import_errors == {}
-    assert {"nightly_scoring", "training_corpus"} <= set(dagbag.dag_ids)
+    assert {"nightly_scoring", "relevance_training"} <= set(dagbag.dag_ids)
 
 
 def test_task_graphs(dagbag):
@@ -35,11 +35,15 @@ def test_task_graphs(dagbag):
         "wait_for_logs": ["ingest"], "ingest": ["score"], "score": ["validate"], "validate": ["publish"],
         "publish": []}
     assert all(t.retries >= 2 for t in n.tasks)
-    t = dagbag.get_dag("training_corpus")
-    order = ["build_sft_corpus", "sample_pass_at_n", "build_dpo_pairs", "label_difficulty", "want_training",
-             "train_sft"]
+    from taosr1.stages import TRAINING_LOOP  # the DAG and `taosr1 pipeline train` walk the same graph
+
+    t = dagbag.get_dag("relevance_training")
+    order = [s.id for s in TRAINING_LOOP]
+    assert sorted(t.task_ids) == sorted(order)
     for a, b in zip(order, order[1:]):
-        assert b in t.get_task(a).downstream_task_ids
+        assert t.get_task(a).downstream_task_ids == {b}
+    for step in TRAINING_LOOP:
+        assert t.get_task(step.id).application.endswith(f"jobs/{step.job}.py")
     for dag in (n, t):
         for task in dag.tasks:
             for field in ("application_args", "env_vars"):
@@ -64,16 +68,19 @@ def test_nightly_scoring_runs_end_to_end_for_one_day(dagbag):
     assert len(day) > 0 and day["run_id"].nunique() == 1
 
 
-def test_training_corpus_runs_end_to_end(dagbag):
+def test_relevance_training_runs_the_loop_end_to_end(dagbag):
     from deltalake import DeltaTable
 
-    dag = dagbag.get_dag("training_corpus")
+    dag = dagbag.get_dag("relevance_training")
     wh = os.environ["TAOSR1_WAREHOUSE"]
     run = dag.test(logical_date=datetime(2026, 11, 22, 5, tzinfo=timezone.utc),
-                   run_conf={"warehouse": wh, "n": 1, "max_new_tokens": 4, "train": False})
+                   run_conf={"warehouse": wh, "n": 2, "max_new_tokens": 8, "grpo_completion_tokens": 8,
+                             "sft_steps": 5, "dpo_steps": 2, "grpo_steps": 1, "embeddings": False})
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert all(states[t] == "success" for t in ("build_sft_corpus", "sample_pass_at_n", "build_dpo_pairs",
-                                                  "label_difficulty", "want_training")), states
-    assert states["train_sft"] == "skipped"
-    grpo = DeltaTable(f"{wh}/corpora/grpo_prompts").to_pandas()
-    assert set(grpo["run_id"]) == {"passn-world-20261122"}
+    assert set(states.values()) == {"success"}, states
+    samples = DeltaTable(f"{wh}/corpora/pass_at_n_samples").to_pandas(columns=["run_id", "model_version"])
+    runs = samples.groupby("run_id")["model_version"].unique()
+    assert set(runs.index) == {"passn-world-20261122-sft", "passn-world-20261122-dpo"}
+    assert runs["passn-world-20261122-sft"][0] != runs["passn-world-20261122-dpo"][0]  # the SFT, then the DPO policy
+    metrics = DeltaTable(f"{wh}/gold/eval_metrics").to_pandas()
+    assert {"base", "sft", "dpo", "grpo", "majority", "lexical"} <= set(metrics["system"])

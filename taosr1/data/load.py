@@ -3,27 +3,56 @@
 from __future__ import annotations
 
 import pandas as pd
-from pyspark.sql import SparkSession
+from pydantic import Field
+from pyspark.sql import DataFrame, SparkSession
 
 from taosr1 import contracts
-from taosr1.io.tables import TableStore, WriteResult
+from taosr1.errors import InputError
+from taosr1.job import Context, Params, Stage
 
 
-def to_spark(spark: SparkSession, pdf: pd.DataFrame, table: str):
+def to_spark(spark: SparkSession, pdf: pd.DataFrame, table: str) -> DataFrame:
     """A pandas frame in a table's contract → Spark DataFrame with exactly the contract's schema."""
     schema = contracts.load(table).schema
     pdf = pdf.astype(object).where(pd.notna(pdf), None)
     return spark.createDataFrame(pdf, schema=schema)
 
 
-def load_judgments(spark: SparkSession, store: TableStore, products: pd.DataFrame, labels: pd.DataFrame,
-                   source: str) -> tuple[WriteResult, WriteResult]:
-    """Replace the source's partition of both tables (re-loading a source never duplicates it)."""
+class LoadLabelsParams(Params):
+    source: str = Field(default="world", description="world | homedepot | user")
+    split: str = Field(default="train", description="homedepot split: train | dev")
+    products: str | None = Field(default=None, description="user source: products Parquet")
+    labels: str | None = Field(default=None, description="user source: labels Parquet")
+    seed: int = 7
+
+
+class LoadLabels(Stage[LoadLabelsParams]):
+    """Load a source's products and judged pairs into products and query_product_labels. Re-loading a source
+    replaces its partitions, so it never duplicates them."""
+
+    name = "load_labels"
+    Params = LoadLabelsParams
+    reads = ()
+    writes = ("products", "query_product_labels")
+
+    def run(self, ctx: Context, p: LoadLabelsParams) -> None:
+        from taosr1.data.sources import load_source
+
+        products, labels = load_source(p.source, seed=p.seed, split=p.split, products_path=p.products,
+                                       labels_path=p.labels)
+        publish_judgments(ctx, products, labels, p.source)
+
+
+def publish_judgments(ctx: Context, products: pd.DataFrame, labels: pd.DataFrame, source: str) -> None:
+    """Write both frames as the ``source`` partitions; counts: rows in = rows committed."""
     for name, frame in (("products", products), ("query_product_labels", labels)):
         bad = set(frame["source"].dropna().unique()) - {source}
         if bad:
-            raise ValueError(f"table '{name}': rows with source {sorted(bad)} in a load of source '{source}'")
-    p = store.write("products", to_spark(spark, products, "products"), "overwrite", replace={"source": source})
-    lab = store.write("query_product_labels", to_spark(spark, labels, "query_product_labels"), "overwrite",
-                      replace={"source": source})
-    return p, lab
+            raise InputError(f"table '{name}': rows with source {sorted(bad)} in a load of source '{source}'")
+    wp = ctx.write("products", to_spark(ctx.spark, products, "products"), "overwrite", replace={"source": source})
+    wl = ctx.write("query_product_labels", to_spark(ctx.spark, labels, "query_product_labels"), "overwrite",
+                   replace={"source": source})
+    c = ctx.report.counts
+    c.rows_in, c.kept = len(labels), wl.rows
+    c.extra = {"products_in": len(products), "products": wp.rows}
+    ctx.report.info.update(products=wp, labels=wl)

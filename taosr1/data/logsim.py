@@ -19,9 +19,11 @@ import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 CLICK_ATTRACT = {4: 0.55, 3: 0.30, 2: 0.12, 1: 0.03}
 CART_GIVEN_CLICK = {4: 0.30, 3: 0.15, 2: 0.05, 1: 0.01}
@@ -30,20 +32,21 @@ MALFORMED_KINDS = ("bad_json", "missing_product_id", "bad_timestamp", "unknown_e
                    "other_day_timestamp", "missing_query")
 
 
-@dataclass
-class SimConfig:
+class SimConfig(BaseModel):
     """Knobs of the simulation; defaults give a few thousand events a day."""
 
-    start: str = "2026-11-19"
-    days: int = 3
-    sessions_per_day: int = 400
-    page_size: int = 8
-    position_eta: float = 0.8
-    rank_noise: float = 0.9
-    duplicate_rate: float = 0.02
-    malformed_rate: float = 0.01
+    model_config = ConfigDict(extra="forbid")
+
+    start: str = Field(default="2026-11-19", description="First day (yyyy-MM-dd).")
+    days: int = Field(default=3, ge=1, le=366)
+    sessions_per_day: int = Field(default=400, ge=1)
+    page_size: int = Field(default=8, ge=1)
+    position_eta: float = Field(default=0.8, gt=0)
+    rank_noise: float = Field(default=0.9, ge=0)
+    duplicate_rate: float = Field(default=0.02, ge=0, le=1)
+    malformed_rate: float = Field(default=0.01, ge=0, le=1)
     seed: int = 11
-    fmt: str = "jsonl"
+    fmt: Literal["jsonl", "parquet"] = "jsonl"
 
 
 @dataclass
@@ -126,7 +129,7 @@ def simulate_logs(products: pd.DataFrame, labels: pd.DataFrame, out_dir: str | P
     weights = 1.0 / np.arange(1, len(groups) + 1) ** 0.6
     popularity = rng.permutation(weights / weights.sum())
     first = dt.date.fromisoformat(cfg.start)
-    manifest = {"config": asdict(cfg), "days": []}
+    manifest = {"config": cfg.model_dump(), "days": []}
     for d in range(cfg.days):
         day = first + dt.timedelta(days=d)
         events = _events_for_day(rng, day, cfg, groups, popularity)

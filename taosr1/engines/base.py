@@ -11,43 +11,10 @@ Prompts are rendered strings (``taosr1.prompts.render_prompt`` with the engine's
 from __future__ import annotations
 
 import abc
-import hashlib
-import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
-
-BackendName = Literal["hf", "vllm", "openai"]
-
-
-class EngineConfig(BaseModel):
-    """How to build an engine; hashable so a Spark worker keeps one engine per config."""
-
-    backend: BackendName = "hf"
-    model_path: str = Field(description="Local model folder (config.json + safetensors).")
-    dtype: str = "float32"
-    device: str = "cpu"
-    batch_size: int = 16
-    max_model_len: int = 1024
-    prefix_cache: bool = True
-    torch_threads: int | None = Field(default=None, description="CPU threads per engine; the Spark runner sets "
-                                      "spark.task.cpus so concurrent tasks do not oversubscribe the cores.")
-    # vllm
-    gpu_memory_utilization: float = 0.9
-    enforce_eager: bool = False
-    seed: int = 0
-    # openai-compatible servers
-    base_url: str | None = None
-    served_model: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 8
-    timeout_s: float = 60.0
-    max_retries: int = 4
-
-    def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -65,7 +32,7 @@ class Sample:
 class Engine(abc.ABC):
     """A loaded model that scores and samples."""
 
-    config: EngineConfig
+    config: Any
     tokenizer: Any
     label_ids: list[int]
 
@@ -87,20 +54,3 @@ def renormalise(label_logprobs: np.ndarray) -> np.ndarray:
     z = label_logprobs - label_logprobs.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def create_engine(config: EngineConfig) -> Engine:
-    """Build the configured backend (imports only what that backend needs)."""
-    if config.backend == "hf":
-        from taosr1.engines.hf import HFEngine
-
-        return HFEngine(config)
-    if config.backend == "vllm":
-        from taosr1.engines.vllm_adapter import VLLMEngine
-
-        return VLLMEngine(config)
-    if config.backend == "openai":
-        from taosr1.engines.openai_compat import OpenAIEngine
-
-        return OpenAIEngine(config)
-    raise ValueError(f"unknown engine backend {config.backend!r} (hf | vllm | openai)")

@@ -10,7 +10,8 @@ import copy
 
 import numpy as np
 
-from taosr1.engines.base import Engine, EngineConfig, Sample, renormalise
+from taosr1.engines.base import Engine, Sample, renormalise
+from taosr1.engines.config import HFConfig
 from taosr1.model.loading import load_causal_lm, load_tokenizer
 from taosr1.prompts.template import label_token_ids
 
@@ -31,7 +32,7 @@ def common_prefix(seqs: list[list[int]]) -> int:
 class HFEngine(Engine):
     """transformers ``AutoModelForCausalLM`` on CPU or CUDA."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: HFConfig) -> None:
         import torch
 
         self.config = config

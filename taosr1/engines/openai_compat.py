@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from taosr1.engines.base import Engine, EngineConfig, Sample, renormalise
+from taosr1.engines.base import Engine, Sample, renormalise
+from taosr1.engines.config import OpenAIConfig
 from taosr1.model.loading import load_tokenizer
 from taosr1.prompts.template import label_token_ids
 
@@ -24,7 +25,7 @@ _TOKEN_ID = re.compile(r"^token_id:(\d+)$")
 class OpenAIEngine(Engine):
     """Client of an OpenAI-compatible ``/v1/completions`` endpoint."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: OpenAIConfig) -> None:
         from openai import OpenAI
 
         if not config.base_url:

@@ -17,12 +17,13 @@ import os
 
 import numpy as np
 
-from taosr1.engines.base import Engine, EngineConfig, Sample, renormalise
+from taosr1.engines.base import Engine, Sample, renormalise
+from taosr1.engines.config import VLLMConfig
 from taosr1.model.loading import check_model_dir, load_tokenizer
 from taosr1.prompts.template import label_token_ids
 
 
-def _on_cpu(config: EngineConfig) -> bool:
+def _on_cpu(config: VLLMConfig) -> bool:
     if config.device == "cpu":
         return True
     try:
@@ -36,7 +37,7 @@ def _on_cpu(config: EngineConfig) -> bool:
 class VLLMEngine(Engine):
     """In-process ``vllm.LLM``."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: VLLMConfig) -> None:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         self.cpu = _on_cpu(config)

@@ -5,24 +5,24 @@ Per day, in one pass over the input (persisted once):
 * each row is classified: ``quarantine`` (first failing rule gives the reason), ``duplicate`` (an ``event_id``
   already seen earlier in the day) or ``silver``;
 * bronze, silver and quarantine partitions of that day are *replaced*, so re-running a day never duplicates;
-* ``rows_in == rows_silver + rows_quarantined + rows_deduplicated`` is checked against what was committed.
+* ``rows_in == silver (kept) + quarantined + duplicates (filtered)`` is checked against what the commits made
+  visible.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pydantic import Field
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from taosr1.errors import CountMismatch, InputError
 from taosr1.io.tables import TableStore
-from taosr1.runs import record_run
+from taosr1.job import Context, Day, Params, Report, Stage, run_stage
 from taosr1.obs import get_logger, log_event
 
 log = get_logger(__name__)
@@ -31,21 +31,6 @@ EVENT_TYPES = ("impression", "click", "add_to_cart", "order")
 RAW_FIELDS = ("event_id", "event_type", "ts", "session_id", "user_id", "query_id", "query", "product_id", "position")
 REQUIRED = ("event_id", "event_type", "ts", "session_id", "query", "product_id", "position")
 TS_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSS][.SS][.S]XXX"
-
-
-@dataclass
-class DayCounts:
-    """Counts of one ingested day; they must add up."""
-
-    ds: str
-    rows_in: int = 0
-    rows_silver: int = 0
-    rows_quarantined: int = 0
-    rows_deduplicated: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
-
-    def adds_up(self) -> bool:
-        return self.rows_in == self.rows_silver + self.rows_quarantined + self.rows_deduplicated
 
 
 def day_files(input_path: str, ds: str) -> list[str]:
@@ -149,81 +134,74 @@ def _silver(classified: DataFrame, ds: str, run_id: str) -> DataFrame:
         "source_file", "source_row", F.lit(run_id).alias("ingest_run_id"))
 
 
-def quarantine_rows(df: DataFrame, *, stage: str, ds: str, run_id: str, key: Column | None = None) -> DataFrame:
-    """Shape rejected rows (with ``raw``, ``reason``, ``detail``, optional lineage) for the quarantine table."""
-    col = lambda n: F.col(n) if n in df.columns else F.lit(None)  # noqa: E731
-    return df.select(F.lit(stage).alias("stage"), F.lit(ds).alias("ds"),
-                     col("source_file").cast("string").alias("source_file"),
-                     col("source_row").cast("long").alias("source_row"),
-                     (key if key is not None else F.lit(None)).cast("string").alias("record_key"),
-                     F.col("raw").alias("raw"), F.col("reason").alias("reason"),
-                     col("detail").cast("string").alias("detail"),
-                     F.lit(run_id).alias("run_id"), F.current_timestamp().alias("quarantined_at"))
+class IngestParams(Params):
+    input: str = Field(default="warehouse/raw/search_logs", description="Raw log folder with ds=yyyy-MM-dd/ "
+                       "sub-folders.")
+    ds: Day = Field(description="The day to ingest (yyyy-MM-dd).")
+    gate: bool = Field(default=True, description="Run the search_log quality gate before publishing.")
+    min_valid_share: float = Field(default=0.9, ge=0, le=1, description="Gate: least share of valid rows.")
 
 
-def ingest_day(spark: SparkSession, store: TableStore, input_path: str, ds: str, run_id: str, *,
-               gate: bool = True, min_valid_share: float = 0.9) -> DayCounts:
-    """Ingest one day; replaces that day's partitions in bronze, silver and quarantine once the quality gate
-    (``quality/search_log.json``) passed; a failing gate raises and leaves every table as it was."""
-    files = day_files(input_path, ds)
-    counts = DayCounts(ds=ds)
-    if not files:
-        log_event(log, "ingest.no_input", ds=ds, input=input_path)
-        raw = spark.createDataFrame([], "source_file string, raw string, source_row long")
-    else:
-        raw = read_raw(spark, files)
-    classified = classify(raw, ds).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        expected = {r["status"]: r["n"] for r in classified.groupBy("status").agg(F.count("*").alias("n")).collect()}
-        counts.reasons = {r["reason"]: r["n"] for r in
-                          classified.where("reason IS NOT NULL").groupBy("reason").agg(F.count("*").alias("n"))
-                          .collect()}
-        bronze = classified.select(F.lit(ds).alias("ds"), "source_file", "source_row", "raw",
-                                   F.lit(run_id).alias("ingest_run_id"), F.current_timestamp().alias("ingested_at"))
-        part = {"ds": ds}
-        silver = _silver(classified, ds, run_id)
-        if gate and raw.take(1):  # before anything of the day is published
-            from taosr1.quality.frames import search_log_frames
-            from taosr1.quality.gates import require, run_gate
 
-            require(run_gate("search_log", search_log_frames(silver, classified), f"{store.root}/quality",
-                             f"{STAGE}-{ds}", {"min_valid_share": min_valid_share}))
-        w_bronze = store.write("search_log_bronze", bronze, "overwrite", replace=part)
-        w_silver = store.write("search_log", silver, "overwrite", replace=part)
-        w_quar = store.write("quarantine", quarantine_rows(classified.where("status = 'quarantine'"), stage=STAGE,
-                                                           ds=ds, run_id=run_id, key=F.col("j.event_id")),
-                             "overwrite", replace={"stage": STAGE, "ds": ds})
-    finally:
-        classified.unpersist()
-    counts.rows_in = store.count("search_log_bronze", part)
-    counts.rows_silver = store.count("search_log", part)
-    counts.rows_quarantined = store.count("quarantine", {"stage": STAGE, "ds": ds})
-    counts.rows_deduplicated = int(expected.get("duplicate", 0))
-    want = (sum(expected.values()), expected.get("silver", 0), expected.get("quarantine", 0))
-    got = (counts.rows_in, counts.rows_silver, counts.rows_quarantined)
-    if want != got or not counts.adds_up():
-        raise CountMismatch(f"ingest of {ds}: classified (in, silver, quarantine) = {want} but the tables hold "
-                            f"{got}; dedup {counts.rows_deduplicated}")
-    log_event(log, "ingest.day", **asdict(counts), versions=(w_bronze.version, w_silver.version, w_quar.version))
-    return counts
+class IngestDay(Stage[IngestParams]):
+    """One day of raw logs → bronze, silver and quarantine partitions of that day, replaced together once the
+    quality gate (``quality/search_log.json``) passed; a failing gate raises and leaves every table as it was."""
+
+    name = STAGE
+    Params = IngestParams
+    reads = ()
+    writes = ("search_log_bronze", "search_log", "quarantine")
+
+    def run_id(self, params: IngestParams) -> str:
+        return f"{STAGE}-{params.ds}-{uuid.uuid4().hex[:8]}"
+
+    def run(self, ctx: Context, p: IngestParams) -> None:
+        if not Path(p.input).exists():
+            raise InputError(f"input path {p.input} does not exist")
+        spark, store, ds = ctx.spark, ctx.store, p.ds
+        files = day_files(p.input, ds)
+        ctx.report.info["params"] = {"files": len(files)}
+        if not files:
+            log_event(log, "ingest.no_input", ds=ds, input=p.input)
+            raw = spark.createDataFrame([], "source_file string, raw string, source_row long")
+        else:
+            raw = read_raw(spark, files)
+        classified = classify(raw, ds).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            expected = {r["status"]: r["n"] for r in
+                        classified.groupBy("status").agg(F.count("*").alias("n")).collect()}
+            reasons = {r["reason"]: r["n"] for r in classified.where("reason IS NOT NULL").groupBy("reason")
+                       .agg(F.count("*").alias("n")).collect()}
+            bronze = classified.select(F.lit(ds).alias("ds"), "source_file", "source_row", "raw",
+                                       F.lit(ctx.run_id).alias("ingest_run_id"),
+                                       F.current_timestamp().alias("ingested_at"))
+            part = {"ds": ds}
+            silver = _silver(classified, ds, ctx.run_id)
+            if p.gate and files:  # before anything of the day is published
+                from taosr1.quality.frames import search_log_frames
+                from taosr1.quality.gates import require, run_gate
+
+                require(run_gate("search_log", search_log_frames(silver, classified), f"{store.root}/quality",
+                                 f"{STAGE}-{ds}", {"min_valid_share": p.min_valid_share}))
+            w_bronze = ctx.write("search_log_bronze", bronze, "overwrite", replace=part)
+            w_silver = ctx.write("search_log", silver, "overwrite", replace=part)
+            w_quar = ctx.quarantine(classified.where("status = 'quarantine'"), key=F.col("j.event_id"))
+        finally:
+            classified.unpersist()
+        # what the commits made visible, against what classification counted
+        c = ctx.report.counts
+        c.rows_in, c.kept, c.quarantined = w_bronze.rows, w_silver.rows, w_quar.rows
+        c.filtered = {"duplicate": int(expected.get("duplicate", 0))}
+        c.extra = {f"reason:{k}": v for k, v in reasons.items()}
+        want = (sum(expected.values()), expected.get("silver", 0), expected.get("quarantine", 0))
+        if want != (c.rows_in, c.kept, c.quarantined):
+            raise CountMismatch(f"ingest of {ds}: classified (in, silver, quarantine) = {want} but the commits hold "
+                                f"{(c.rows_in, c.kept, c.quarantined)}; dedup {c.filtered['duplicate']}")
 
 
-def ingest_logs(spark: SparkSession, store: TableStore, input_path: str, start: str, end: str | None = None,
-                run_id: str | None = None, *, gate: bool = True, min_valid_share: float = 0.9) -> list[DayCounts]:
-    """Ingest every day in ``[start, end]``; each day is its own idempotent unit, recorded in ``job_runs``."""
-    if not Path(input_path).exists():
-        raise InputError(f"input path {input_path} does not exist")
-    out = []
-    for ds in days_between(start, end):
-        rid = run_id or f"{STAGE}-{ds}-{uuid.uuid4().hex[:8]}"
-        started = time.time()
-        with record_run(store, STAGE, rid, ds=ds, params={"input": input_path}) as rec:
-            c = ingest_day(spark, store, input_path, ds, rid, gate=gate, min_valid_share=min_valid_share)
-            rec.counts.update(rows_in=c.rows_in, rows_silver=c.rows_silver, rows_quarantined=c.rows_quarantined,
-                              rows_deduplicated=c.rows_deduplicated)
-            rec.counts.update({f"reason:{k}": v for k, v in c.reasons.items()})
-            for t in ("search_log_bronze", "search_log", "quarantine"):
-                rec.table_versions[t] = store.version(t) or 0
-        log_event(log, "ingest.done", ds=ds, seconds=round(time.time() - started, 1))
-        out.append(c)
-    return out
+def ingest_logs(store: TableStore, input_path: str, start: str, end: str | None = None, *, gate: bool = True,
+                min_valid_share: float = 0.9) -> list[Report]:
+    """Ingest every day in ``[start, end]``; each day is its own idempotent run, recorded in ``job_runs``."""
+    return [run_stage(IngestDay(), store, IngestParams(input=input_path, ds=ds, gate=gate,
+                                                       min_valid_share=min_valid_share))
+            for ds in days_between(start, end)]

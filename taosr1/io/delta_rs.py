@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from deltalake import DeltaTable, Schema
+from deltalake import Schema
 from deltalake.transaction import AddAction, create_table_with_add_actions
 from pyspark.sql import DataFrame
 
@@ -119,10 +119,13 @@ class DeltaRsStore(TableStore):
                 elif n:
                     raise SchemaViolation(c.table, name, f"required field is null in {n} row(s)")
             staged.append((info, dirs, parts, meta, nulls))
-        if unchecked and files:
-            # Footers give no null count for a whole map or array: count those in one pass over the new files.
+        staged_df = None
+        if files:
             staged_df = self.spark.read.schema(c.schema).option("basePath", f"{self.path(c.table)}/_staging/{txn}")\
                 .parquet(f"{self.path(c.table)}/_staging/{txn}")
+            self._check_primary_key(c, staged_df)
+        if unchecked and staged_df is not None:
+            # Footers give no null count for a whole map or array: count those in one pass over the new files.
             self._check_required_not_null(c, staged_df, only=sorted(unchecked))
         adds: list[AddAction] = []
         rows = 0

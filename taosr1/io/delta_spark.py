@@ -9,10 +9,13 @@ delta-rs, which works whoever wrote the table.
 from __future__ import annotations
 
 import uuid
+from functools import reduce
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from taosr1.contracts import Contract
+from taosr1.errors import SchemaViolation
 from taosr1.io.tables import Mode, TableStore, WriteResult, _predicate
 
 
@@ -31,13 +34,13 @@ class DeltaSparkStore(TableStore):
         self._check_required_not_null(c, df)
         if replace:
             # replaceWhere fails on rows outside the predicate; we check first to name the field like delta-rs does.
-            outside = df.where(f"NOT ({_predicate(replace)})").limit(1).collect()
+            inside = reduce(lambda a, b: a & b, [F.col(k) == F.lit(v) for k, v in replace.items()])
+            outside = df.where(~inside).limit(1).collect()
             if outside:
-                from taosr1.errors import SchemaViolation
-
                 k = next(iter(replace))
                 raise SchemaViolation(c.table, k, f"a row has {k}={outside[0][k]!r}, outside the partition being "
                                                   f"replaced ({_predicate(replace)})")
+        self._check_primary_key(c, df)
         exists = self.exists(c.table)
         writer = df.write.format("delta").mode(mode)
         if c.partition_by:
@@ -47,8 +50,14 @@ class DeltaSparkStore(TableStore):
         writer.save(self.path(c.table))
         rows, files = self._last_commit_metrics(c, ("numOutputRows",), ("numAddedFiles", "numOutputFiles"))
         if rows is None:  # a writer that records no metrics: count what the commit made visible
-            rows = self.count(c.table, replace) if (replace or mode == "overwrite") else -1
-        return WriteResult(c.table, self.version(c.table) or 0, rows, files if files is not None else -1, replace)
+            rows = self.count(c.table, replace) if (replace or mode == "overwrite") else self._added_rows(c)
+        return WriteResult(c.table, self.version(c.table) or 0, rows, files, replace)
+
+    def _added_rows(self, c: Contract) -> int:
+        """Rows of an append from the versions' difference (both read through the Delta log)."""
+        v = self.version(c.table) or 0
+        before = self.read(c.table, v - 1, check=False).count() if v > 0 else 0
+        return self.read(c.table, check=False).count() - before
 
     def _last_commit_metrics(self, c: Contract, row_keys: tuple[str, ...],
                              file_keys: tuple[str, ...]) -> tuple[int | None, int | None]:
@@ -68,5 +77,4 @@ class DeltaSparkStore(TableStore):
                        f"WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
         self.spark.catalog.dropTempView(view)
         rows, files = self._last_commit_metrics(c, (), ("numTargetFilesAdded", "numAddedFiles"))
-        return WriteResult(c.table, self.version(c.table) or 0, rows if rows is not None else -1,
-                           files if files is not None else -1)
+        return WriteResult(c.table, self.version(c.table) or 0, rows if rows is not None else df.count(), files)

@@ -25,8 +25,8 @@ from taosr1 import contracts
 from taosr1.config import Settings
 from taosr1.contracts import Contract
 from taosr1.errors import SchemaViolation
+from taosr1.layout import table_path
 from taosr1.obs import get_logger, log_event
-from taosr1.spark import is_remote
 
 log = get_logger(__name__)
 
@@ -40,14 +40,8 @@ class WriteResult:
     table: str
     version: int
     rows: int
-    files: int
+    files: int | None
     partitions: Mapping[str, str] = field(default_factory=dict)
-
-
-def table_path(root: str, table: str) -> str:
-    """Location of a table under a warehouse root: ``<root>/<layer>/<table>``."""
-    c = contracts.load(table)
-    return f"{root}/{c.layer}/{table}" if c.layer else f"{root}/{table}"
 
 
 def _predicate(where: Mapping[str, str]) -> str:
@@ -151,6 +145,17 @@ class TableStore(abc.ABC):
         log_event(log, "table.merge", table=table, backend=self.backend, version=result.version, rows=result.rows)
         return result
 
+    def _check_primary_key(self, c: Contract, df: DataFrame) -> None:
+        """One aggregate over the key columns of the rows being written: a key that occurs twice stops the write
+        and is named. (Checked per write: a partition replacement covers the whole partition it replaces.)"""
+        if not c.primary_key:
+            return
+        dup = (df.groupBy(*c.primary_key).count().where(F.col("count") > 1).limit(1).collect())
+        if dup:
+            key = {k: dup[0][k] for k in c.primary_key}
+            raise SchemaViolation(c.table, ",".join(c.primary_key),
+                                  f"primary key occurs {dup[0]['count']} times in one write: {key}")
+
     def _check_required_not_null(self, c: Contract, df: DataFrame, only: Sequence[str] | None = None) -> None:
         """One aggregate pass counting nulls in required fields (the delta-rs backend reads footers instead)."""
         names = list(only) if only is not None else c.required
@@ -169,29 +174,3 @@ class TableStore(abc.ABC):
 
     @abc.abstractmethod
     def _merge(self, c: Contract, df: DataFrame, keys: list[str]) -> WriteResult: ...
-
-
-def choose_backend(spark: SparkSession, requested: str = "auto") -> str:
-    """``auto``: delta-spark on Spark Connect or when the Delta extension is on the JVM classpath, else delta-rs."""
-    if requested != "auto":
-        return requested
-    if is_remote(spark):
-        return "delta-spark"
-    try:
-        spark.sparkContext._jvm.java.lang.Class.forName("io.delta.sql.DeltaSparkSessionExtension")  # type: ignore[union-attr]
-        return "delta-spark"
-    except Exception:  # noqa: BLE001 - py4j raises its own error type for a missing class
-        return "delta-rs"
-
-
-def open_store(spark: SparkSession, settings: Settings | None = None) -> TableStore:
-    """The table store for this session, backend chosen by settings (``auto`` by default)."""
-    settings = settings or Settings.from_env()
-    backend = choose_backend(spark, settings.table_backend)
-    if backend == "delta-spark":
-        from taosr1.io.delta_spark import DeltaSparkStore
-
-        return DeltaSparkStore(spark, settings)
-    from taosr1.io.delta_rs import DeltaRsStore
-
-    return DeltaRsStore(spark, settings)

@@ -73,8 +73,31 @@ def build_messages(query: str, product: Mapping[str, Any], order: Order = "post_
 
 
 def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """Apply the tokenizer's chat template, ending where the assistant's answer starts."""
+    """Apply the tokenizer's chat template, ending where the assistant's answer starts; engines without a
+    tokenizer (the rules engine) get the messages as plain text."""
+    if tokenizer is None:
+        return "\n\n".join(f"{m['role']}:\n{m['content']}" for m in messages) + "\n\nassistant:\n"
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def parse_pair(prompt: str) -> tuple[str, dict[str, Any]]:
+    """The (query, product fields) a rendered prompt carries, read back from its tags (the inverse of
+    :func:`build_messages` up to cleaning); used by engines that reason over fields rather than tokens."""
+    # the last blocks: the instruction itself names the tags (untrusted text can never contain them: it is cleaned)
+    qs = re.findall(r"<query>([^<]*)</query>", prompt)
+    ps = re.findall(r"<product>\n([^<]*)\n</product>", prompt)
+    if not qs or not ps:
+        raise ValueError("prompt has no <query> or <product> block")
+    product: dict[str, Any] = {}
+    for line in ps[-1].splitlines():
+        key, _, value = line.partition(": ")
+        if key == "attributes":
+            product[key] = dict(kv.split("=", 1) for kv in value.split("; ") if "=" in kv)
+        elif key == "price":
+            product[key] = float(value)
+        elif key in ("title", "category", "brand"):
+            product[key] = value
+    return qs[-1], product
 
 
 def label_token_ids(tokenizer: Any) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -17,20 +18,43 @@ def search_log_frames(silver: DataFrame, classified: DataFrame) -> dict[str, Dat
     }
 
 
-def relevance_frames(scores: DataFrame, expected_level) -> dict[str, DataFrame]:
-    """``expected_level``: a Column computing the CumPT level from the model version's thresholds."""
+def relevance_frames(scores: DataFrame, thresholds) -> dict[str, DataFrame]:
+    """``tier_consistent`` recomputes each row's level with the numpy reference (:func:`cumpt.levels`), not with
+    the Spark column that produced it, and its tier from the level table, so either drifting is caught."""
+    from pyspark.sql.functions import pandas_udf
+
+    th = thresholds
+
+    @pandas_udf("boolean")
+    def consistent(p4: pd.Series, p3: pd.Series, p2: pd.Series, p1: pd.Series, level: pd.Series,
+                   tier: pd.Series) -> pd.Series:
+        import numpy as np
+
+        from taosr1.labels import TIER_OF_LEVEL
+        from taosr1.scoring.cumpt import levels
+
+        ref = levels(np.column_stack([p4, p3, p2, p1]).astype(float), th)
+        return pd.Series((ref == level.to_numpy()) & (tier.to_numpy() == np.array([TIER_OF_LEVEL[int(v)] for v in ref], dtype=object)))
+
     return {"scores": scores.withColumn("prob_sum", F.col("p4") + F.col("p3") + F.col("p2") + F.col("p1"))
-            .withColumn("tier_consistent", F.col("level") == expected_level)}
+            .withColumn("tier_consistent", consistent("p4", "p3", "p2", "p1", "level", "tier"))}
 
 
-def corpora_frames(pairs: DataFrame, sft: DataFrame, parse_ok) -> dict[str, DataFrame]:
-    """``parse_ok``: a Column, true when the completion parses and agrees with the label."""
+def corpora_frames(pairs: DataFrame, sft: DataFrame) -> dict[str, DataFrame]:
+    """``label_in_user_prompt``: a label text ("3-Related", ...) inside the pair's own (user) message would hand
+    the answer to the model; the instruction (system message) names every label and is not checked."""
+    from taosr1.labels import LABEL_TEXT
+
     total = sft.count()
     content = F.expr("aggregate(prompt, '', (acc, m) -> concat(acc, m.content))")
+    user = F.expr("aggregate(filter(prompt, m -> m.role = 'user'), '', (acc, m) -> concat(acc, m.content))")
+    leak = F.lit(False)
+    for text in LABEL_TEXT.values():
+        leak = leak | user.contains(text)
     return {
         "pairs": pairs,
         "query_splits": pairs.groupBy("query_id").agg(F.countDistinct("split").alias("n_splits")),
-        "sft": sft.select("label", F.length(content).alias("prompt_chars"), parse_ok.alias("completion_parses"),
+        "sft": sft.select("label", F.length(content).alias("prompt_chars"), leak.alias("label_in_user_prompt"),
                           F.concat_ws("|", "query_id", "product_id").alias("pair_key")),
         "sft_mix": sft.groupBy("label").agg((F.count("*") / F.lit(max(total, 1))).alias("share")),
     }

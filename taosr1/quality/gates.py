@@ -22,7 +22,6 @@ from taosr1.errors import Taosr1Error
 from taosr1.obs import get_logger, log_event
 
 log = get_logger(__name__)
-SUITES_DIR = Path(__file__).resolve().parents[2] / "quality"
 
 
 class QualityGateFailed(Taosr1Error):
@@ -50,10 +49,10 @@ def _class_name(snake: str) -> str:
 
 
 def load_suite(name: str) -> dict:
-    path = SUITES_DIR / f"{name}.json"
-    if not path.exists():
-        raise KeyError(f"no quality suite '{name}' in {SUITES_DIR}")
-    return json.loads(path.read_text())
+    """The packaged suite ``resources/quality/<name>.json``."""
+    from taosr1 import resources
+
+    return json.loads(resources.read_text("quality", name))
 
 
 def run_gate(suite: str, frames: dict[str, DataFrame], quality_root: str, run_name: str,

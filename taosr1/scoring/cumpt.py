@@ -8,15 +8,13 @@ CumPT. Thresholds must be non-increasing from t4 to t2 for tiers to stay monoton
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from taosr1.labels import LEVELS, TIER_OF_LEVEL
+from taosr1.labels import TIER_OF_LEVEL
 
 
 @dataclass(frozen=True)
@@ -37,12 +35,12 @@ class Thresholds:
                 raise ValueError(f"threshold {name} must be in (0, 1], got {v}")
 
     @property
-    def beta_cum(self) -> float:
-        """The single β when all three agree (CumPT), else the t4 threshold (stored for reference)."""
-        return self.t4
+    def beta_cum(self) -> float | None:
+        """The single β when all three agree (CumPT); ``None`` for per-level thresholds (they have no single β)."""
+        return self.t4 if self.t4 == self.t3 == self.t2 else None
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
 
 
 def levels(probs: np.ndarray, th: Thresholds) -> np.ndarray:
@@ -58,9 +56,9 @@ def tiers(level_arr: np.ndarray) -> np.ndarray:
     return np.vectorize(TIER_OF_LEVEL.get)(level_arr)
 
 
-def expected_relevance(probs: np.ndarray) -> np.ndarray:
-    """Σ level · P(level): a scalar score for ranking."""
-    return np.asarray(probs, dtype=float) @ np.array(LEVELS, dtype=float)
+def expected_relevance_column() -> Column:
+    """Σ level · P(level) as a Spark column: a scalar score for ranking."""
+    return F.col("p4") * 4 + F.col("p3") * 3 + F.col("p2") * 2 + F.col("p1")
 
 
 def level_column(th: Thresholds, p4: str = "p4", p3: str = "p3", p2: str = "p2") -> Column:
@@ -75,24 +73,3 @@ def level_column(th: Thresholds, p4: str = "p4", p3: str = "p3", p2: str = "p2")
 
 def tier_column(level: Column) -> Column:
     return F.when(level >= 3, "Good").when(level == 2, "Mid").otherwise("Bad")
-
-
-def save_thresholds(model_dir: str | Path, th: Thresholds, meta: dict) -> Path:
-    """Store calibrated thresholds next to the model, versioned (``calibration/<n>.json`` + ``latest.json``)."""
-    folder = Path(model_dir) / "calibration"
-    folder.mkdir(parents=True, exist_ok=True)
-    n = len(list(folder.glob("v*.json"))) + 1
-    doc = {"version": n, "thresholds": asdict(th), **meta}
-    path = folder / f"v{n:04d}.json"
-    path.write_text(json.dumps(doc, indent=2))
-    (folder / "latest.json").write_text(json.dumps(doc, indent=2))
-    return path
-
-
-def load_thresholds(model_dir: str | Path, default_beta: float = 0.5) -> tuple[Thresholds, str]:
-    """The latest calibrated thresholds of a model, or CumPT with ``default_beta``; returns (thresholds, origin)."""
-    latest = Path(model_dir) / "calibration" / "latest.json"
-    if latest.exists():
-        doc = json.loads(latest.read_text())
-        return Thresholds(**doc["thresholds"]), f"calibration v{doc['version']}"
-    return Thresholds.cum(default_beta), f"default beta_cum={default_beta}"

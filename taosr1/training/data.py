@@ -1,16 +1,18 @@
 """Corpus tables → ``datasets.Dataset`` in exactly the columns TRL's trainers take.
 
-Read through the Delta log (one snapshot, one corpus or run partition), never a folder glob; the dataset's
+Read through the store's Delta log (one snapshot, one corpus or run partition), never a folder glob; the dataset's
 ``info.description`` records table, version and partition so a model card can name its data.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pyarrow.compute as pc
-from deltalake import DeltaTable
 
-from taosr1.io.tables import table_path
+from taosr1.io.tables import TableStore
 
+Kind = Literal["sft", "dpo", "grpo"]
 COLUMNS = {
     "sft": ("sft_corpus", "corpus_id", ["prompt", "completion"]),
     "dpo": ("dpo_pairs", "run_id", ["prompt", "chosen", "rejected"]),
@@ -18,15 +20,14 @@ COLUMNS = {
 }
 
 
-def load_dataset_for(kind: str, warehouse_root: str, partition: str, split: str = "train",
+def load_dataset_for(kind: Kind, store: TableStore, partition: str, split: str = "train",
                      version: int | None = None, extra_columns: tuple[str, ...] = ()):
     """``kind`` = sft | dpo | grpo; ``partition`` = the corpus id (sft) or pass@N run id (dpo, grpo)."""
     import datasets
 
     table, part_col, cols = COLUMNS[kind]
-    dt = DeltaTable(table_path(warehouse_root, table), version=version)
-    filters = [(part_col, "=", partition)]
-    arrow = dt.to_pyarrow_table(partitions=filters)
+    dt = store.delta(table, version)
+    arrow = dt.to_pyarrow_table(partitions=[(part_col, "=", partition)])
     arrow = arrow.filter(pc.equal(arrow.column("split"), split))
     if kind == "grpo":
         arrow = arrow.filter(pc.equal(arrow.column("in_grpo"), True))

@@ -1,108 +1,97 @@
-"""``taosr1 pipeline train``: corpora → SFT → pass@N → DPO → difficulty → GRPO → evaluate, end to end.
+"""``taosr1 pipeline train``: the TaoSR1 loop (:data:`taosr1.stages.TRAINING_LOOP`) in one process.
 
-Defaults fit a laptop (2 CPU cores, the built-in model, the sample world): pass@N samples the class-balanced train
-pairs only. Every stage writes its tables and model folders under the warehouse; the evaluation runs on the dev
-split, which no training step saw (query-disjoint from train).
+corpora → SFT → pass@N with the SFT policy → DPO pairs → DPO → pass@N with the DPO policy → difficulty → GRPO →
+evaluate. Defaults fit a laptop (2 CPU cores, the built-in model, the sample world): pass@N samples the
+class-balanced train pairs only. Every stage writes its tables and model folders under the warehouse; the
+evaluation runs on the dev split, which no training step saw (query-disjoint from train). A training step with no
+rows (e.g. no pair had both right and wrong samples) keeps its starting model, and its card says so.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import uuid
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+from pydantic import Field
 
 from taosr1.io.tables import TableStore
+from taosr1.job import Params, run_stage
 from taosr1.obs import get_logger, log_event
+from taosr1.stages import STAGES, TRAINING_LOOP, fill, loop_settings
 
 log = get_logger(__name__)
 
 
-@dataclass
-class PipelineConfig:
+class PipelineParams(Params):
     source: str = "world"
-    n: int = 5
-    temperature: float = 1.0
-    max_new_tokens: int = 160
-    sft_steps: int = 300
-    dpo_steps: int = 60
-    grpo_steps: int = 20
-    embeddings: bool = True
+    base: str | None = Field(default=None, description="Base model folder (default: the built-in model, built if "
+                             "missing).")
+    n: int = Field(default=5, ge=2, description="pass@N samples per pair.")
+    temperature: float = Field(default=1.0, gt=0)
+    max_new_tokens: int = Field(default=160, ge=1, description="pass@N: tokens per sample.")
+    grpo_completion_tokens: int = Field(default=80, ge=1, description="GRPO: tokens per rollout.")
+    sft_steps: int = Field(default=300, ge=1)
+    dpo_steps: int = Field(default=60, ge=1)
+    grpo_steps: int = Field(default=20, ge=1)
+    embeddings: bool = Field(default=True, description="Include the MiniLM embedding baseline.")
     seed: int = 13
 
 
-def run_training_pipeline(spark: SparkSession, store: TableStore, cfg: PipelineConfig) -> dict:
+def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
     from rich.console import Console
 
-    from taosr1.corpora.build import build_dpo_pairs, build_sft_corpus, label_difficulty, sample_pass_at_n
-    from taosr1.data.load import load_judgments
-    from taosr1.data.sources import load_source
-    from taosr1.engines import EngineConfig
-    from taosr1.evaluation.evaluate import evaluate
-    from taosr1.model.builtin import BuiltinConfig, build_builtin_model, catalog_texts
-    from taosr1.training.trainers import TrainConfig, run_stage
+    from taosr1.data.load import LoadLabels, LoadLabelsParams
+    from taosr1.evaluation.evaluate import metrics_table
 
     console = Console()
-    stages: list[tuple[str, float, str]] = []
     started = time.time()
-
-    def step(name: str):
-        console.rule(f"[bold]{name}")
-        return time.time()
-
-    t = step("load judged pairs")
-    products, labels = load_source(cfg.source)
-    load_judgments(spark, store, products, labels, cfg.source)
-    models = Path(store.root) / "models"
-    base = models / "taosr1-builtin"
-    if not (base / "config.json").exists():
-        build_builtin_model(catalog_texts(products, labels), base, BuiltinConfig())
-    stages.append(("load + base model", time.time() - t, f"{len(labels)} pairs, base {base}"))
-
-    t = step("corpora: splits + teacher CoT (SFT corpus)")
-    cid, sc = build_sft_corpus(spark, store, cfg.source, seed=cfg.seed)
-    stages.append(("sft corpus", time.time() - t, f"{cid}: kept {sc.kept} of {sc.rows_in}"))
-
-    t = step("SFT (TRL)")
-    sft = run_stage("sft", store.root, cid, str(base), str(models / f"sft-{cid}"),
-                    TrainConfig(max_steps=cfg.sft_steps, learning_rate=3e-3, batch_size=8))
-    stages.append(("train sft", time.time() - t, str(sft)))
-
-    t = step(f"pass@{cfg.n} with the SFT policy")
-    rid, pc = sample_pass_at_n(spark, store, cid, EngineConfig(model_path=str(sft), batch_size=16), n=cfg.n,
-                               temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                               chunks=4, balanced_only=True)
-    stages.append(("pass@N", time.time() - t, f"{rid}: {pc.extra['samples']} samples"))
-
-    t = step("DPO pairs + DPO (TRL)")
-    dp = build_dpo_pairs(spark, store, rid)
-    dpo = run_stage("dpo", store.root, rid, str(sft), str(models / f"dpo-{rid}"),
-                    TrainConfig(max_steps=cfg.dpo_steps, learning_rate=5e-4, batch_size=8)) if dp.kept else sft
-    stages.append(("train dpo", time.time() - t, f"{dp.kept} pairs ({dp.extra.get('chosen_from_teacher', 0)} "
-                                                 f"with the teacher's trace)"))
-
-    t = step("difficulty + GRPO (TRL)")
-    dc = label_difficulty(spark, store, rid)
-    if dc.kept:
-        grpo = run_stage("grpo", store.root, rid, str(dpo), str(models / f"grpo-{rid}"),
-                         TrainConfig(max_steps=cfg.grpo_steps, learning_rate=2e-4, batch_size=8,
-                                     grpo_num_generations=4, grpo_max_completion_length=cfg.max_new_tokens // 2))
-        detail = f"{dc.kept} prompts with 0 < correct < N"
-    else:
-        grpo = None
-        detail = "no prompt with 0 < correct < N: GRPO skipped"
-    stages.append(("train grpo", time.time() - t, detail))
-
-    t = step("evaluate on the dev split")
-    systems = {"base": str(base), "sft": str(sft), "dpo": str(dpo)}
-    if grpo is not None:
-        systems["grpo"] = str(grpo)
-    eval_id, report = evaluate(spark, store, systems, cid, split="dev", with_embeddings=cfg.embeddings)
-    stages.append(("evaluate", time.time() - t, eval_id))
-    metrics = store.read("eval_metrics").where(f"eval_id = '{eval_id}'").select(
-        "system", "kind", "n", "accuracy", "macro_f1", "tier_agreement").toPandas()
+    stages: list[tuple[str, float, str]] = []
+    console.rule("[bold]load judged pairs")
+    t = time.time()
+    loaded = run_stage(LoadLabels(), store, LoadLabelsParams(source=cfg.source))
+    models = f"{store.root}/models"
+    base = cfg.base or _builtin_base(models, cfg.source)
+    stages.append(("load + base model", time.time() - t, f"{loaded.counts.kept} pairs, base {base}"))
+    tag = uuid.uuid4().hex[:8]
+    variables = {"source": cfg.source, "corpus": f"corpus-{cfg.source}-{tag}", "run": f"passn-{cfg.source}-{tag}",
+                 "base": base, "models": models}
+    settings = loop_settings(n=cfg.n, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                             grpo_completion_tokens=cfg.grpo_completion_tokens, sft_steps=cfg.sft_steps,
+                             dpo_steps=cfg.dpo_steps, grpo_steps=cfg.grpo_steps, seed=cfg.seed,
+                             embeddings=cfg.embeddings)
+    reports = {}
+    for step in TRAINING_LOOP:
+        console.rule(f"[bold]{step.id} ({step.job})")
+        t = time.time()
+        stage = STAGES[step.job].load()
+        wiring = fill(step.wiring, variables)
+        rep = run_stage(stage, store, stage.Params(**wiring, **settings.get(step.id, {})))
+        reports[step.id] = rep
+        if step.produces:
+            variables[step.produces] = str(rep.info["path"])
+        stages.append((step.id, time.time() - t, "no training rows: kept the starting model"
+                       if rep.info.get("skipped") else _detail(rep)))
+    eval_id = reports["evaluate"].run_id
     total = time.time() - started
-    log_event(log, "pipeline.done", seconds=round(total, 1), corpus_id=cid, run_id=rid, eval_id=eval_id)
-    return {"stages": stages, "seconds": total, "metrics": metrics, "report": report, "corpus_id": cid,
-            "run_id": rid, "eval_id": eval_id}
+    log_event(log, "pipeline.done", seconds=round(total, 1), corpus_id=variables["corpus"], eval_id=eval_id)
+    return {"stages": stages, "seconds": total, "metrics": metrics_table(store, eval_id),
+            "report": reports["evaluate"].info["report"], "corpus_id": variables["corpus"],
+            "run_id": variables["run"], "eval_id": eval_id, "reports": reports}
+
+
+def _detail(rep) -> str:
+    c = rep.counts
+    head = f"{rep.run_id}: in {c.rows_in}, kept {c.kept}"
+    return head + (f", quarantined {c.quarantined}" if c.quarantined else "") + \
+        ("".join(f", {k} {v}" for k, v in c.filtered.items() if v))
+
+
+def _builtin_base(models: str, source: str) -> str:
+    from taosr1.data.sources import load_source
+    from taosr1.model.builtin import BuiltinConfig, build_builtin_model, catalog_texts
+
+    base = Path(models) / "taosr1-builtin"
+    if not (base / "config.json").exists():
+        build_builtin_model(catalog_texts(*load_source(source)), base, BuiltinConfig())
+    return str(base)

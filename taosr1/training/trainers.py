@@ -7,11 +7,18 @@ prompt/completion, prompt/chosen/rejected, prompt + ``gold_label`` for the rewar
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
+from pydantic import Field
+
+from taosr1.errors import InputError
+from taosr1.job import Context, Ident, Params, Stage
 from taosr1.model.loading import check_model_dir, load_tokenizer
+from taosr1.training.data import Kind
 
 
 @dataclass
@@ -105,20 +112,92 @@ def save_trained(trainer, out_dir: str, stage: str, data_description: str, cfg: 
     return out
 
 
-def run_stage(stage: str, warehouse_root: str, partition: str, base_model: str, out_dir: str,
-              cfg: TrainConfig | None = None, use_vllm: bool = False) -> Path:
-    """Train one stage (sft | dpo | grpo) from its corpus table and save the model folder with its card."""
-    from taosr1.training.data import load_dataset_for
+def keep_base(base: str, out: str, stage: str, data_description: str) -> Path:
+    """The starting model saved unchanged as this stage's output, with a card that says why."""
+    import shutil
 
-    cfg = cfg or TrainConfig()
-    ds = load_dataset_for(stage, warehouse_root, partition)
-    if len(ds) == 0:
-        raise ValueError(f"{stage}: the corpus partition {partition} has no training rows")
-    build = {"sft": sft_trainer, "dpo": dpo_trainer, "grpo": grpo_trainer}[stage]
-    run_dir = str(Path(out_dir).parent / f".{Path(out_dir).name}-run")
-    trainer = build(base_model, ds, run_dir, cfg)
-    if stage == "grpo" and use_vllm:  # GPU only: TRL's colocated vLLM generation (not available on CPU)
-        trainer.args.use_vllm = True
-        trainer.args.vllm_mode = "colocate"
-    trainer.train()
-    return save_trained(trainer, out_dir, stage, ds.info.description, cfg)
+    src, dst = check_model_dir(base), Path(out)
+    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("calibration"))
+    card = {"name": f"taosr1-{stage}", "stage": stage, "data": data_description,
+            "skipped": f"no training rows; weights are the starting model {src}"}
+    (dst / "taosr1_model.json").write_text(json.dumps(card, indent=2))
+    return dst
+
+
+class TrainParams(Params):
+    """A training stage's inputs: the corpus (or pass@N run) partition, the starting model, the output folder."""
+
+    data: Ident = Field(description="Corpus id (sft) or pass@N run id (dpo, grpo) of the training rows.")
+    base: str = Field(description="Model folder to start from (SFT: the base; DPO: the SFT model; GRPO: the DPO "
+                      "model).")
+    out: str = Field(description="Output model folder.")
+    max_steps: int = Field(default=50, ge=1)
+    learning_rate: float = Field(default=5e-4, gt=0)
+    batch_size: int = Field(default=8, ge=1)
+    lora_r: int = Field(default=0, ge=0, description="LoRA rank (0 = full fine-tuning).")
+    cpu: bool = Field(default=True, description="Train on the CPU (--no-cpu: the GPU).")
+    num_generations: int = Field(default=4, ge=2, description="GRPO: completions per prompt.")
+    max_completion_length: int = Field(default=96, ge=1, description="GRPO: tokens per completion.")
+    use_vllm: bool = Field(default=False, description="GRPO on GPUs: TRL's colocated vLLM generation.")
+    if_empty: Literal["fail", "keep_base"] = Field(default="fail", description="No training rows: fail, or save "
+                                                   "the starting model unchanged (its card says so), as a scheduled "
+                                                   "loop wants.")
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(max_steps=self.max_steps, learning_rate=self.learning_rate, batch_size=self.batch_size,
+                           lora_r=self.lora_r, use_cpu=self.cpu, grpo_num_generations=self.num_generations,
+                           grpo_max_completion_length=self.max_completion_length)
+
+
+class _Train(Stage[TrainParams]):
+    """TRL training of one stage from its corpus table; saves a safetensors folder with its model card."""
+
+    Params = TrainParams
+    kind: ClassVar[Kind]
+    build: ClassVar[Callable[..., Any]]
+
+    def run_id(self, params: TrainParams) -> str:
+        return f"{self.name}-{Path(params.out).name}-{uuid.uuid4().hex[:6]}"
+
+    def run(self, ctx: Context, p: TrainParams) -> None:
+        from taosr1.training.data import load_dataset_for
+
+        cfg = p.train_config()
+        ds = load_dataset_for(self.kind, ctx.store, p.data)
+        c = ctx.report.counts
+        if len(ds) == 0:
+            if p.if_empty == "fail":
+                raise InputError(f"{self.kind}: the corpus partition {p.data} has no training rows")
+            ctx.report.info.update(path=keep_base(p.base, p.out, self.kind, ds.info.description), skipped=True)
+            return
+        run_dir = str(Path(p.out).parent / f".{Path(p.out).name}-run")
+        trainer = type(self).build(p.base, ds, run_dir, cfg)
+        if p.use_vllm and self.kind == "grpo":  # GPU only: TRL's colocated vLLM generation (not on CPU)
+            trainer.args.use_vllm = True
+            trainer.args.vllm_mode = "colocate"
+        trainer.train()
+        path = save_trained(trainer, p.out, self.kind, ds.info.description, cfg)
+        c.rows_in = c.kept = len(ds)
+        c.extra = {"steps": int(trainer.state.global_step)}
+        ctx.report.info.update(path=path, params={"data_version": ds.info.description})
+
+
+class TrainSft(_Train):
+    """SFT on the teacher-CoT corpus (TRL SFTTrainer, completion-only loss)."""
+
+    name, kind, reads, writes = "train_sft", "sft", ("sft_corpus",), ()
+    build = staticmethod(sft_trainer)
+
+
+class TrainDpo(_Train):
+    """DPO on right/wrong pass@N pairs (TRL DPOTrainer, reference = the starting policy)."""
+
+    name, kind, reads, writes = "train_dpo", "dpo", ("dpo_pairs",), ()
+    build = staticmethod(dpo_trainer)
+
+
+class TrainGrpo(_Train):
+    """GRPO with label and format rewards on the dynamic-sampling set (TRL GRPOTrainer)."""
+
+    name, kind, reads, writes = "train_grpo", "grpo", ("grpo_prompts",), ()
+    build = staticmethod(grpo_trainer)

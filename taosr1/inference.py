@@ -1,10 +1,10 @@
 """Run an engine inside Spark: loaded once per executor Python process, batched, row identity kept.
 
-``with_label_probs(df, config)`` adds ``p4, p3, p2, p1`` and ``error`` to every row of ``df`` with
-``mapInPandas``. Guarantees, as Ray Data LLM's stages give them:
-* one output row per input row, in order (asserted per batch);
+``with_label_probs(df, config)`` adds ``p4, p3, p2, p1`` and ``error`` to every row; ``with_samples(df, config,
+n=N)`` adds ``n`` sampled completions per row. Both go through one prologue (columns, threads per task, the config
+shipped as JSON) and, as Ray Data LLM's stages do:
 * a failing batch is bisected and retried, so one poisonous row becomes one row with ``error`` set instead of a
-  failed job; the caller quarantines those rows;
+  failed job; the caller quarantines those rows and checks that every input row came back;
 * progress: every batch logs rows, rows/s and an ETA for its task in the executor log (Spark's own progress bar
   and UI show the stage).
 """
@@ -12,14 +12,15 @@
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import pandas as pd
 from pyspark.sql import DataFrame
-from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
-from taosr1.engines.base import Engine, EngineConfig, create_engine
+from taosr1.engines import Engine, EngineConfig, config_from_json, create_engine
 from taosr1.obs import get_logger, log_event
 
 log = get_logger(__name__)
@@ -27,6 +28,8 @@ T = TypeVar("T")
 _ENGINES: dict[str, Engine] = {}
 PRODUCT_COLS = ("title", "category", "brand", "price", "attributes", "description")
 PROB_COLS = ("p4", "p3", "p2", "p1")
+SAMPLE_COLS = (("sample_idx", IntegerType()), ("text", StringType()), ("logprob", DoubleType()),
+               ("n_tokens", IntegerType()))
 
 
 def engine_for(config: EngineConfig) -> Engine:
@@ -63,31 +66,39 @@ def run_bisected(fn: Callable[[list[Any]], Sequence[T]], items: list[Any], retri
         return run_bisected(fn, items[:mid], retries) + run_bisected(fn, items[mid:], retries)
 
 
-def _prompt_fn(engine: Engine, order: str) -> Callable[[dict], str]:
-    from taosr1.prompts import build_messages, render_prompt
-
-    def make(row: dict) -> str:
-        product = {k: row.get(k) for k in PRODUCT_COLS}
-        return render_prompt(engine.tokenizer, build_messages(row["query"], product, order))  # type: ignore[arg-type]
-
-    return make
-
-
-def with_label_probs(df: DataFrame, config: EngineConfig, *, order: str = "post_cot", expected_rows: int = 0,
-                     gpus_per_task: float | None = None) -> DataFrame:
-    """Add label probabilities (and ``error``) to each row; needs ``query`` plus product columns in ``df``."""
+def _prologue(df: DataFrame, config: EngineConfig, added: list[StructField]) -> tuple[str, StructType]:
+    """Shared by both runners: needed columns, engine threads = the cores a task owns, the output schema."""
     missing = [c for c in ("query", "title") if c not in df.columns]
     if missing:
-        raise ValueError(f"with_label_probs needs column(s) {missing}")
-    out_schema = StructType(list(df.schema.fields) + [StructField(c, DoubleType()) for c in PROB_COLS]
-                            + [StructField("error", StringType())])
+        raise ValueError(f"the engine needs column(s) {missing}")
     if config.torch_threads is None:
         try:
             task_cpus = int(df.sparkSession.conf.get("spark.task.cpus", "1") or 1)
         except Exception:  # noqa: BLE001 - Spark Connect servers may not expose the key
             task_cpus = 1
         config = config.model_copy(update={"torch_threads": task_cpus})
-    cfg_json = config.model_dump_json()
+    schema = StructType(list(df.schema.fields) + added + [StructField("error", StringType())])
+    return config.model_dump_json(), schema
+
+
+def _worker(cfg_json: str, order: str) -> tuple[Engine, Callable[[dict], str]]:
+    """In the executor: the engine (once per process) and the prompt builder for its tokenizer."""
+    from taosr1.prompts import build_messages, render_prompt
+
+    engine = engine_for(config_from_json(cfg_json))
+
+    def make(row: dict) -> str:
+        product = {k: row.get(k) for k in PRODUCT_COLS}
+        return render_prompt(engine.tokenizer, build_messages(row["query"], product, order))  # type: ignore[arg-type]
+
+    return engine, make
+
+
+def with_label_probs(df: DataFrame, config: EngineConfig, *, order: str = "post_cot", expected_rows: int = 0,
+                     gpus_per_task: float | None = None) -> DataFrame:
+    """Add label probabilities (and ``error``) to each row; needs ``query`` plus product columns in ``df``.
+    ``expected_rows`` only feeds the ETA in the logs."""
+    cfg_json, out_schema = _prologue(df, config, [StructField(c, DoubleType()) for c in PROB_COLS])
     try:
         parts = max(1, df.rdd.getNumPartitions()) if expected_rows else 1
     except Exception:  # noqa: BLE001 - Spark Connect has no RDD API; the ETA is then per whole input
@@ -95,9 +106,8 @@ def with_label_probs(df: DataFrame, config: EngineConfig, *, order: str = "post_
     per_task = expected_rows / parts if expected_rows else 0
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        cfg = EngineConfig.model_validate_json(cfg_json)
-        engine = engine_for(cfg)
-        make_prompt = _prompt_fn(engine, order)
+        engine, make_prompt = _worker(cfg_json, order)
+        batch_size = engine.config.batch_size
         done, started = 0, time.time()
         for pdf in batches:
             rows = pdf.to_dict("records")
@@ -111,26 +121,21 @@ def with_label_probs(df: DataFrame, config: EngineConfig, *, order: str = "post_
                     prompts.append(None)
                     errors.append(f"prompt: {type(e).__name__}: {e}"[:500])
             ok = [i for i, p in enumerate(prompts) if p is not None]
-            probs = [[None] * 4 for _ in rows]
-            for start in range(0, len(ok), cfg.batch_size):
-                idx = ok[start: start + cfg.batch_size]
+            probs: list[list[float | None]] = [[None] * 4 for _ in rows]
+            for start in range(0, len(ok), batch_size):
+                idx = ok[start: start + batch_size]
                 results = run_bisected(lambda ps: list(engine.label_probs(ps)), [prompts[i] for i in idx])
                 for i, (res, err) in zip(idx, results):
                     if err is None:
                         probs[i] = [float(x) for x in res]
                     else:
                         errors[i] = err
-            out = pdf.copy()
-            for j, c in enumerate(PROB_COLS):
-                out[c] = [p[j] for p in probs]
-            out["error"] = errors
-            assert len(out) == len(pdf), "one output row per input row"
+            out = pdf.assign(**{c: [p[j] for p in probs] for j, c in enumerate(PROB_COLS)}, error=errors)
             done += len(out)
             rate = done / max(time.time() - started, 1e-9)
             eta = max(per_task - done, 0) / rate if per_task else None
             log_event(log, "label_probs.batch", rows=len(out), task_rows=done, rows_per_s=round(rate, 1),
-                      eta_s=None if eta is None else round(eta, 1),
-                      errors=sum(e is not None for e in errors))
+                      eta_s=None if eta is None else round(eta, 1), errors=sum(e is not None for e in errors))
             yield out
 
     if gpus_per_task:
@@ -141,27 +146,16 @@ def with_label_probs(df: DataFrame, config: EngineConfig, *, order: str = "post_
     return df.mapInPandas(score, out_schema)
 
 
-SAMPLE_COLS = (("sample_idx", "int"), ("text", "string"), ("logprob", "double"), ("n_tokens", "int"))
-
-
 def with_samples(df: DataFrame, config: EngineConfig, *, n: int, temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int = 256, seed: int = 0, order: str = "post_cot") -> DataFrame:
     """``n`` sampled completions per input row: output has ``n`` rows per input (``sample_idx`` 0..n-1), or one row
     with ``error`` set when the engine failed on that row. Each row is seeded from ``seed`` and its
     (query_id, product_id), so a pair's samples do not depend on how Spark batched it."""
-    from pyspark.sql.types import IntegerType
-
-    types = {"int": IntegerType(), "string": StringType(), "double": DoubleType()}
-    out_schema = StructType(list(df.schema.fields) + [StructField(c, types[t]) for c, t in SAMPLE_COLS]
-                            + [StructField("error", StringType())])
-    cfg_json = config.model_dump_json()
+    cfg_json, out_schema = _prologue(df, config, [StructField(c, t) for c, t in SAMPLE_COLS])
+    columns = [f.name for f in out_schema.fields]
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        import zlib
-
-        cfg = EngineConfig.model_validate_json(cfg_json)
-        engine = engine_for(cfg)
-        make_prompt = _prompt_fn(engine, order)
+        engine, make_prompt = _worker(cfg_json, order)
         done, started = 0, time.time()
         for pdf in batches:
             out_rows = []
@@ -181,6 +175,6 @@ def with_samples(df: DataFrame, config: EngineConfig, *, n: int, temperature: fl
             done += len(pdf)
             log_event(log, "sample.batch", rows=len(pdf), task_rows=done,
                       rows_per_s=round(done / max(time.time() - started, 1e-9), 2), n=n)
-            yield pd.DataFrame(out_rows, columns=[f.name for f in out_schema.fields])
+            yield pd.DataFrame(out_rows, columns=columns)
 
     return df.mapInPandas(run, out_schema)

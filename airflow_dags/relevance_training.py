@@ -1,0 +1,76 @@
+"""relevance_training: the TaoSR1 loop, one SparkSubmit task per step of :data:`taosr1.stages.TRAINING_LOOP`.
+
+corpora → SFT → pass@N with the SFT policy → DPO pairs → DPO → pass@N with the DPO policy → difficulty → GRPO →
+evaluate: the same steps and wiring ``taosr1 pipeline train`` walks in-process. Ids come from the run
+(``corpus-<source>-<ds_nodash>``, ``passn-<source>-<ds_nodash>-sft|dpo``), so a retried task replaces its own
+partitions and a retried pass@N resumes its unfinished chunks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timedelta
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import DAG, Param
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared module beside the DAGs
+from _taosr1_common import DEFAULT_ARGS, JOBS, REPO, SPARK_ENV, WAREHOUSE  # noqa: E402
+
+sys.path.insert(0, str(REPO))  # taosr1.stages is plain data: no Spark or torch in Airflow's venv
+from taosr1.stages import TRAINING_LOOP, cli_args, fill, loop_settings  # noqa: E402
+
+VARIABLES = {
+    "source": "{{ params.source }}", "corpus": "corpus-{{ params.source }}-{{ ds_nodash }}",
+    "run": "passn-{{ params.source }}-{{ ds_nodash }}", "base": "{{ params.base_model }}",
+    "models": "{{ params.warehouse }}/models",
+}
+# a training step's output folder, as the loop's later steps name it
+for step in TRAINING_LOOP:
+    if step.produces:
+        VARIABLES[step.produces] = fill(step.wiring["out"], VARIABLES)
+SETTINGS = loop_settings(n="{{ params.n }}", temperature="{{ params.temperature }}",
+                         max_new_tokens="{{ params.max_new_tokens }}",
+                         grpo_completion_tokens="{{ params.grpo_completion_tokens }}",
+                         sft_steps="{{ params.sft_steps }}", dpo_steps="{{ params.dpo_steps }}",
+                         grpo_steps="{{ params.grpo_steps }}", seed="{{ params.seed }}",
+                         embeddings="{{ params.embeddings }}")
+
+with DAG(
+    dag_id="relevance_training",
+    description="TaoSR1 stages: teacher-CoT SFT, pass@N + DPO, difficulty + GRPO, evaluation",
+    schedule="0 5 * * 0",
+    start_date=datetime(2026, 11, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={**DEFAULT_ARGS, "execution_timeout": timedelta(hours=12)},
+    tags=["taosr1", "training"],
+    params={
+        "source": Param("world", type="string"),
+        "warehouse": Param(WAREHOUSE, type="string"),
+        "base_model": Param(f"{WAREHOUSE}/models/taosr1-builtin", type="string", description="the base policy"),
+        "n": Param(5, type="integer", minimum=2),
+        "temperature": Param(1.0, type="number", exclusiveMinimum=0),
+        "max_new_tokens": Param(160, type="integer", minimum=1),
+        "grpo_completion_tokens": Param(80, type="integer", minimum=1),
+        "sft_steps": Param(300, type="integer", minimum=1),
+        "dpo_steps": Param(60, type="integer", minimum=1),
+        "grpo_steps": Param(20, type="integer", minimum=1),
+        "seed": Param(13, type="integer"),
+        "embeddings": Param(True, type="boolean"),
+    },
+) as dag:
+    previous = None
+    for step in TRAINING_LOOP:
+        params = {**fill(step.wiring, VARIABLES), **SETTINGS.get(step.id, {})}
+        if "embeddings" in params:  # a templated boolean: pass it as the flag's value form
+            params.pop("embeddings")
+        task = SparkSubmitOperator(
+            task_id=step.id, application=str(JOBS / f"{step.job}.py"),
+            application_args=[*cli_args(params), "--warehouse", "{{ params.warehouse }}"]
+            + (["{{ '--embeddings' if params.embeddings else '--no-embeddings' }}"] if step.job == "evaluate" else []),
+            name=f"taosr1-{step.id}", env_vars=SPARK_ENV, conn_id="spark_default")
+        if previous is not None:
+            previous >> task
+        previous = task

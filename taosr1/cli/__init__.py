@@ -1,0 +1,246 @@
+"""The ``taosr1`` command. Stage commands are built from the stage registry (:data:`taosr1.stages.STAGES`): each
+stage's ``Params`` model gives its flags, defaults, help and validation, so the CLI, ``jobs/*.py`` (spark-submit)
+and the Airflow DAGs take the same options. User errors exit 2 with one line naming the option, no traceback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from taosr1.cli.options import (WAREHOUSE_OPTS, console, fail, guarded, open_cli_store, params_options, validated,
+                                values_of, with_options)
+from taosr1.cli.present import PRESENT, present_counts, present_ingest, present_score
+from taosr1.stages import STAGES, StageSpec
+
+
+def stage_command(spec: StageSpec) -> click.Command:
+    """One stage as a command: its params as flags, run under a job record, its report printed."""
+    stage = spec.load()
+    model = stage.Params
+
+    def callback(warehouse: str | None = None, backend: str | None = None, **raw: Any) -> None:
+        from taosr1.job import run_stage
+
+        params = validated(model, **values_of(model, raw))
+        spark, store = open_cli_store(warehouse, backend, f"taosr1-{spec.job}")
+        report = guarded(lambda: run_stage(stage, store, params))
+        PRESENT.get(spec.job, present_counts)(store, report)
+
+    doc = (type(stage).__doc__ or spec.job).split(". ")[0].replace("``", "").strip().rstrip(".")
+    return click.Command(spec.command[-1], callback=callback, params=params_options(model) + WAREHOUSE_OPTS,
+                         help=doc, short_help=doc)
+
+
+# -- the command tree -------------------------------------------------------------------------------------------------
+GROUP_HELP = {"corpus": "Training corpora: SFT (teacher CoT), pass@N, DPO, GRPO.",
+              "train": "TRL training: SFT -> DPO -> GRPO from the corpus tables.",
+              "model": "The built-in model and local checkpoints.",
+              "pipeline": "End-to-end pipelines."}
+
+
+def build_cli() -> click.Group:
+    root = click.Group("taosr1", help="TaoSR1 data side on Spark + Delta: ingest logs, build corpora, score the "
+                                      "catalog.", no_args_is_help=True)
+    groups = {name: click.Group(name, help=text, no_args_is_help=True) for name, text in GROUP_HELP.items()}
+    for g in groups.values():
+        root.add_command(g)
+    for spec in STAGES.values():
+        if spec.job == "ingest_logs":
+            continue  # a day range of one stage: see ingest_cmd
+        target = groups[spec.command[0]] if len(spec.command) > 1 else root
+        target.add_command(stage_command(spec))
+    for cmd in (ingest_cmd, simulate_logs_cmd, query_cmd, tables_cmd, demo_cmd):
+        root.add_command(cmd)
+    groups["model"].add_command(model_init_cmd)
+    groups["pipeline"].add_command(pipeline_train_cmd)
+    return root
+
+
+@click.command("ingest", help="Ingest raw logs into bronze, silver and quarantine; re-running a day replaces it.")
+@click.option("--input", "input_path", default="warehouse/raw/search_logs", show_default=True,
+              help="Raw log folder with ds=yyyy-MM-dd/ sub-folders.")
+@click.option("--ds", help="One day (yyyy-MM-dd).")
+@click.option("--start", help="First day of a range.")
+@click.option("--end", help="Last day of a range (inclusive).")
+@click.option("--gate/--no-gate", default=True, show_default=True, help="Run the quality gate before publishing.")
+@with_options(WAREHOUSE_OPTS)
+def ingest_cmd(input_path: str, ds: str | None, start: str | None, end: str | None, gate: bool,
+               warehouse: str | None, backend: str | None) -> None:
+    from taosr1.ingest.logs import ingest_logs
+
+    if not (ds or start):
+        fail("give --ds DAY or --start DAY [--end DAY]")
+    spark, store = open_cli_store(warehouse, backend, "taosr1-ingest-logs")
+    present_ingest(store, guarded(lambda: ingest_logs(store, input_path, ds or start, None if ds else end,
+                                                        gate=gate)))
+
+
+def _simulate_model():
+    from pydantic import Field
+
+    from taosr1.data.logsim import SimConfig
+
+    class SimulateParams(SimConfig):
+        out: str = Field(default="warehouse/raw/search_logs", description="Folder for raw logs (ds=yyyy-MM-dd/).")
+        source: str = Field(default="world", description="world | homedepot | user")
+        split: str = "train"
+
+    return SimulateParams
+
+
+@click.command("simulate-logs", help="Write seeded raw search logs (impressions, clicks, carts, orders; duplicates "
+                                     "and bad rows at set rates).")
+@with_options(params_options(_simulate_model()))
+def simulate_logs_cmd(**raw: Any) -> None:
+    from taosr1.data.logsim import SimConfig, simulate_logs
+    from taosr1.data.sources import load_source
+
+    model = _simulate_model()
+    p = validated(model, **values_of(model, raw))
+    products, labels = guarded(lambda: load_source(p.source, split=p.split))
+    m = simulate_logs(products, labels, p.out, SimConfig(**p.model_dump(exclude={"out", "source", "split"})))
+    for d in m["days"]:
+        console.print(f"{d['ds']}: {d['rows']} rows ({d['duplicates']} duplicates, "
+                      f"{sum(d['malformed'].values())} malformed) -> {p.out}/ds={d['ds']}")
+
+
+@click.command("query", help="Run one of the shipped analyst queries (omit NAME to list them), or --file.")
+@click.argument("name", required=False)
+@click.option("--file", "file", help="Your own .sql file instead of a shipped query.")
+@click.option("--engine", type=click.Choice(["spark", "duckdb"]), default="spark", show_default=True)
+@with_options(WAREHOUSE_OPTS)
+def query_cmd(name: str | None, file: str | None, engine: str, warehouse: str | None, backend: str | None) -> None:
+    from taosr1 import analytics
+
+    if not (name or file):
+        for q in analytics.list_queries():
+            console.print(q)
+        return
+    text = guarded(lambda: analytics.query_text(name, file))
+    if engine == "duckdb":
+        from taosr1.config import Settings
+
+        df = analytics.run_duckdb(Settings.from_env(warehouse=warehouse).warehouse_uri(), text)
+    else:
+        _, store = open_cli_store(warehouse, backend, "taosr1-query")
+        df = analytics.run_spark(store, text)
+    console.print(df.to_string(index=False))
+
+
+@click.command("tables", help="List every table: location, version and row count.")
+@with_options(WAREHOUSE_OPTS)
+def tables_cmd(warehouse: str | None, backend: str | None) -> None:
+    from taosr1 import contracts
+
+    _, store = open_cli_store(warehouse, backend, "taosr1-tables")
+    t = Table(title=f"tables under {store.root} ({store.backend})")
+    for col in ("table", "version", "rows", "path"):
+        t.add_column(col)
+    for name in contracts.all_tables():
+        if store.exists(name):
+            t.add_row(name, str(store.version(name)), str(store.count(name)), store.path(name))
+    console.print(t)
+
+
+@click.command("init", help="Build the built-in tokenizer + small Qwen3 model from the source's catalog text.")
+@click.option("--out", help="Output folder (default <warehouse>/models/taosr1-builtin).")
+@click.option("--source", default="world", show_default=True)
+@click.option("--warmup-steps", type=click.IntRange(0), default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--warehouse", help="Warehouse root (default $TAOSR1_WAREHOUSE or ./warehouse).")
+def model_init_cmd(out: str | None, source: str, warmup_steps: int, seed: int, warehouse: str | None) -> None:
+    from taosr1.config import Settings
+    from taosr1.data.sources import load_source
+    from taosr1.model.builtin import BuiltinConfig, build_builtin_model, catalog_texts
+    from taosr1.model.loading import model_version
+
+    p, lab = guarded(lambda: load_source(source))
+    target = out or f"{Settings.from_env(warehouse=warehouse).warehouse_uri()}/models/taosr1-builtin"
+    path = build_builtin_model(catalog_texts(p, lab), target, BuiltinConfig(warmup_steps=warmup_steps, seed=seed))
+    console.print(f"model: {path} (version {model_version(path)})")
+
+
+def _pipeline_model():
+    from taosr1.training.pipeline import PipelineParams
+
+    return PipelineParams
+
+
+@click.command("train", help="The TaoSR1 loop: corpora -> SFT -> pass@N (SFT policy) -> DPO -> difficulty (DPO "
+                             "policy) -> GRPO -> evaluate.")
+@with_options(params_options(_pipeline_model()) + WAREHOUSE_OPTS)
+def pipeline_train_cmd(warehouse: str | None = None, backend: str | None = None, **raw: Any) -> None:
+    from taosr1.training.pipeline import run_training_pipeline
+
+    model = _pipeline_model()
+    params = validated(model, **values_of(model, raw))
+    spark, store = open_cli_store(warehouse, backend, "taosr1-pipeline-train")
+    res = guarded(lambda: run_training_pipeline(store, params))
+    t = Table(title=f"training pipeline ({res['seconds']:.0f} s)")
+    for col in ("stage", "seconds", "detail"):
+        t.add_column(col)
+    for stage, secs, detail in res["stages"]:
+        t.add_row(stage, f"{secs:.1f}", detail)
+    console.print(t)
+    console.print(res["metrics"].to_string(index=False))
+    console.print(f"report: {res['report']}")
+
+
+@click.command("demo", help="The main job on the embedded default: sample world -> simulated logs -> ingest -> "
+                            "built-in model -> scored day.")
+@click.option("--source", default="world", show_default=True, help="world (bundled sample) | homedepot")
+@click.option("--days", type=click.IntRange(1, 366), default=3, show_default=True)
+@click.option("--start", default="2026-11-19", show_default=True)
+@with_options(WAREHOUSE_OPTS)
+def demo_cmd(source: str, days: int, start: str, warehouse: str | None, backend: str | None) -> None:
+    import datetime as dt
+
+    from taosr1.data.load import LoadLabels, LoadLabelsParams
+    from taosr1.data.logsim import SimConfig, simulate_logs
+    from taosr1.data.sources import load_source
+    from taosr1.ingest.logs import ingest_logs
+    from taosr1.job import run_stage
+    from taosr1.model.builtin import BuiltinConfig, build_builtin_model, catalog_texts
+    from taosr1.scoring.score import ScoreCatalog, ScoreParams
+
+    spark, store = open_cli_store(warehouse, backend, "taosr1-demo")
+    last = f"{dt.date.fromisoformat(start) + dt.timedelta(days=days - 1):%Y-%m-%d}"
+    console.rule(f"1. judged pairs from '{source}' → products, query_product_labels")
+    loaded = guarded(lambda: run_stage(LoadLabels(), store, LoadLabelsParams(source=source)))
+    console.print(f"{loaded.info['products'].rows} products, {loaded.info['labels'].rows} judged pairs")
+    raw = f"{store.root}/raw/search_logs"
+    console.rule(f"2. simulated search logs → {raw}")
+    p, lab = load_source(source)
+    simulate_logs(p, lab, raw, SimConfig(start=start, days=days))
+    console.rule("3. ingest → bronze, silver, quarantine")
+    present_ingest(store, guarded(lambda: ingest_logs(store, raw, start, last)))
+    console.print(f"\nsilver table: [bold]{store.path('search_log')}[/] (Delta, version {store.version('search_log')})")
+    store.read("search_log").orderBy("ts").show(5, truncate=40)
+    model = f"{store.root}/models/taosr1-builtin"
+    if not (Path(model) / "config.json").exists():
+        console.rule(f"4. built-in model → {model}")
+        build_builtin_model(catalog_texts(p, lab), model, BuiltinConfig())
+    console.rule(f"5. nightly scoring of {last}: label probabilities → CumPT tiers → relevance_scores")
+    rep = guarded(lambda: run_stage(ScoreCatalog(), store, ScoreParams(ds=last, model=model, batch_size=32)))
+    present_score(store, rep)
+
+
+app = build_cli()
+
+
+OTHER_JOBS: dict[str, tuple[str, ...]] = {"simulate_logs": ("simulate-logs",)}
+
+
+def run_job(job: str, argv: list[str] | None = None) -> None:
+    """Entry for ``jobs/<job>.py``: the registered stage's command with the process arguments (spark-submit passes
+    them)."""
+    command = STAGES[job].command if job in STAGES else OTHER_JOBS[job]
+    app.main(args=[*command, *(sys.argv[1:] if argv is None else argv)], prog_name=Path(sys.argv[0]).name)
+
+
+def main() -> None:
+    app.main(prog_name="taosr1")

@@ -1,0 +1,82 @@
+"""How a finished run is shown: counts that add up, the tables it committed, stage-specific summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.table import Table
+
+from taosr1.cli.options import console
+
+
+def present_counts(store, rep) -> None:
+    c = rep.counts
+    t = Table(title=f"{rep.stage} {rep.run_id} (rows_in = kept + quarantined + filtered)")
+    for col in ("rows_in", "kept", "quarantined", "filtered", "adds up"):
+        t.add_column(col, justify="right")
+    t.add_row(str(c.rows_in), str(c.kept), str(c.quarantined),
+              ", ".join(f"{k} {v}" for k, v in c.filtered.items()) or "0", "yes" if c.adds_up() else "NO")
+    console.print(t)
+    for table, version in sorted(rep.versions.items()):
+        console.print(f"  {table}: version {version} at {store.path(table)}")
+    if rep.info.get("path"):
+        console.print(f"model: {rep.info['path']}")
+    if rep.info.get("calibration"):
+        cal = rep.info["calibration"]
+        console.print(f"{cal.objective}={cal.score:.4f} on {cal.n} pairs with {cal.thresholds} -> {rep.info['path']}")
+
+
+def present_ingest(store, reports) -> None:
+    t = Table(title="search-log ingest (rows_in = silver + quarantined + deduplicated)")
+    for col in ("ds", "rows_in", "silver", "quarantined", "deduplicated", "adds up"):
+        t.add_column(col, justify="right")
+    for r in reports:
+        c = r.counts
+        t.add_row(r.ds, str(c.rows_in), str(c.kept), str(c.quarantined), str(c.filtered.get("duplicate", 0)),
+                  "yes" if c.adds_up() else "NO")
+    console.print(t)
+
+
+def present_score(store, rep) -> None:
+    from pyspark.sql import functions as F
+
+    c = rep.counts
+    t = Table(title=f"relevance scoring {rep.ds} (pairs_in = scored + quarantined + already scored)")
+    for col in ("pairs_in", "scored", "quarantined", "already scored", "model version", "thresholds"):
+        t.add_column(col, justify="right")
+    t.add_row(str(c.rows_in), str(c.kept), str(c.quarantined), str(c.filtered.get("already_scored", 0)),
+              rep.info["model_version"], rep.info["thresholds"]["origin"])
+    console.print(t)
+    console.print(f"relevance_scores: [bold]{store.path('relevance_scores')}[/] (Delta, version "
+                  f"{rep.info['table_version']}, partition ds={rep.ds})")
+    df = store.read("relevance_scores").where((F.col("ds") == rep.ds) & (F.col("run_id") == rep.run_id))
+    df.groupBy("tier").count().orderBy("tier").show()
+    df.select("query", "product_id", F.round("p4", 3).alias("p4"), F.round("p3", 3).alias("p3"),
+              F.round("p2", 3).alias("p2"), F.round("p1", 3).alias("p1"), "level", "tier").show(5, truncate=38)
+
+
+def _present_evaluate(store, rep) -> None:
+    from taosr1.evaluation.evaluate import metrics_table
+
+    console.print(metrics_table(store, rep.run_id).to_string(index=False))
+    console.print(f"report: {rep.info['report']}")
+
+
+def _present_load(store, rep) -> None:
+    p, lab = rep.info["products"], rep.info["labels"]
+    console.print(f"products: {p.rows} rows (v{p.version}); query_product_labels: {lab.rows} rows (v{lab.version})")
+
+
+def _present_corpus(label: str) -> Callable:
+    def show(store, rep) -> None:
+        present_counts(store, rep)
+        console.print(f"{label} {rep.run_id}: {rep.counts.as_dict()}")
+
+    return show
+
+
+PRESENT: dict[str, Callable] = {
+    "score_catalog": present_score, "evaluate": _present_evaluate, "load_labels": _present_load,
+    "build_sft_corpus": _present_corpus("corpus"), "sample_pass_at_n": _present_corpus("pass@N run"),
+    "build_dpo_pairs": _present_corpus("dpo pairs of"), "label_difficulty": _present_corpus("difficulty of"),
+}

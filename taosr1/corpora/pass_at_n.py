@@ -1,0 +1,122 @@
+"""Stage 2: the policy samples N completions per pair (``pass_at_n_samples``), committed chunk by chunk.
+
+A run is identified by its ``run_id``: re-running with the same id redoes only the chunks not yet committed (read
+from the Delta log, no data scan). Each sample records its parsed label (the one label-line rule of
+:func:`taosr1.prompts.parse_completion`), format validity, correctness and logprob.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import Field
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from taosr1.errors import CountMismatch, InputError
+from taosr1.io.tables import TableStore
+from taosr1.job import Context, EngineParams, Ident, Stage
+from taosr1.obs import get_logger, log_event
+from taosr1.pairs import KEY, bucket_hash, parsed, with_products
+
+log = get_logger(__name__)
+STAGE = "sample_pass_at_n"
+
+
+class PassAtNParams(EngineParams):
+    corpus_id: Ident = Field(description="Corpus id from `corpus sft`.")
+    run_id: Ident | None = Field(default=None, description="Resume this run (default: a new run).")
+    n: int = Field(default=5, ge=1, le=64, description="Samples per pair.")
+    temperature: float = Field(default=1.0, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    max_new_tokens: int = Field(default=256, ge=1)
+    seed: int = 0
+    chunks: int = Field(default=8, ge=1, description="Commit units; a killed run redoes only unfinished chunks.")
+    split: str = "train"
+    balanced_only: bool = Field(default=False, description="Sample only the class-balanced train pairs.")
+    max_chunks: int | None = Field(default=None, ge=1, description="Stop after this many new chunks.")
+
+
+def done_chunks(store: TableStore, run_id: str) -> set[int]:
+    """Chunks of a run already committed, read from the Delta log (no data scan)."""
+    if not store.exists("pass_at_n_samples"):
+        return set()
+    import pyarrow as pa
+
+    acts = pa.table(store.delta("pass_at_n_samples").get_add_actions(flatten=True)).to_pydict()
+    return {int(c) for r, c in zip(acts.get("partition.run_id", []), acts.get("partition.chunk", [])) if r == run_id}
+
+
+def run_samples(store: TableStore, run_id: str) -> tuple[DataFrame, str]:
+    """The well-formed-or-not samples of one pass@N run (error rows left out) and the corpus it sampled."""
+    samples = store.read("pass_at_n_samples").where((F.col("run_id") == run_id) & (F.col("sample_idx") >= 0))
+    first = samples.select("corpus_id").first()
+    if first is None:
+        raise InputError(f"no pass@N samples for run {run_id}")
+    return samples, first["corpus_id"]
+
+
+class PassAtN(Stage[PassAtNParams]):
+    """``n`` samples per ``split`` pair of a corpus, one commit per chunk; an existing ``run_id`` resumes."""
+
+    name = STAGE
+    Params = PassAtNParams
+    reads = ("corpus_pairs", "products")
+    writes = ("pass_at_n_samples",)
+
+    def run_id(self, params: PassAtNParams) -> str:
+        return params.run_id or f"passn-{params.corpus_id}-{uuid.uuid4().hex[:8]}"
+
+    def record_id(self, run_id: str) -> str:
+        return f"{run_id}@{uuid.uuid4().hex[:6]}"
+
+    def run(self, ctx: Context, p: PassAtNParams) -> None:
+        from rich.progress import Progress
+
+        from taosr1.inference import with_samples
+        from taosr1.model.reference import ModelRef
+
+        store, run_id = ctx.store, ctx.run_id
+        engine = p.engine_config(store.root)
+        version = ModelRef.resolve(engine.model_path, backend=engine.backend).version
+        base = store.read("corpus_pairs").where((F.col("corpus_id") == p.corpus_id) & (F.col("split") == p.split))
+        if p.balanced_only:
+            base = base.where("balanced")
+        base = base.withColumn("chunk", (bucket_hash(KEY, 7) % p.chunks).cast("int"))
+        c = ctx.report.counts
+        c.rows_in = base.count()
+        if c.rows_in == 0:
+            raise InputError(f"corpus {p.corpus_id} has no '{p.split}' pairs")
+        already = done_chunks(store, run_id)
+        todo = [k for k in range(p.chunks) if k not in already][: p.max_chunks]
+        ctx.report.info.update(run_id=run_id, params={"model_version": version, "resumed_chunks": sorted(already)})
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"pass@{p.n} chunks", total=len(todo))
+            for k in todo:
+                part = with_products(store, base.where(F.col("chunk") == k)).drop("_known")
+                sampled = with_samples(part, engine, n=p.n, temperature=p.temperature, top_p=p.top_p,
+                                       max_new_tokens=p.max_new_tokens, seed=p.seed)
+                s = sampled.withColumn("parsed", parsed(F.col("text")))
+                out = s.select(
+                    F.lit(run_id).alias("run_id"), F.lit(k).alias("chunk"), "corpus_id", "query_id", "product_id",
+                    "split", F.coalesce("sample_idx", F.lit(-1)).alias("sample_idx"),
+                    F.coalesce("text", F.lit("")).alias("text"), F.coalesce("logprob", F.lit(0.0)).alias("logprob"),
+                    F.coalesce("n_tokens", F.lit(0)).alias("n_tokens"), F.col("parsed.level").alias("parsed_label"),
+                    F.coalesce(F.col("parsed.error").isNull() & F.col("error").isNull(), F.lit(False))
+                    .alias("format_ok"),
+                    F.coalesce(F.col("error"), F.col("parsed.error")).alias("format_error"),
+                    F.coalesce(F.col("parsed.level") == F.col("label"), F.lit(False)).alias("correct"),
+                    "label", F.lit(version).alias("model_version"), F.lit(p.seed).cast("long").alias("seed"))
+                ctx.write("pass_at_n_samples", out, "overwrite", replace={"run_id": run_id, "chunk": str(k)})
+                progress.advance(task)
+                log_event(log, "pass_at_n.chunk", run_id=run_id, chunk=k)
+        done = done_chunks(store, run_id)
+        samples = store.read("pass_at_n_samples").where(F.col("run_id") == run_id)
+        per_pair = samples.groupBy(*KEY).agg(F.max(F.col("sample_idx") < 0).alias("err"))
+        c.kept = per_pair.where("NOT err").count()
+        c.quarantined = per_pair.where("err").count()
+        c.filtered["not_sampled_yet"] = base.where(~F.col("chunk").isin(sorted(done) or [-1])).count()
+        dup = samples.groupBy(*KEY, "sample_idx").count().where("count > 1").count()
+        if dup:
+            raise CountMismatch(f"pass@N run {run_id} holds {dup} duplicated samples")
+        c.extra = {"samples": samples.count(), "chunks_done": len(done), "chunks": p.chunks}

@@ -1,0 +1,96 @@
+"""One validated config per engine backend, as a discriminated union on ``backend``.
+
+Policy lives here, not in the CLI: e.g. vLLM's memory share defaults to 0.9 of a GPU but 0.15 on CPU builds (where
+it sizes the KV cache out of RAM).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+
+class _EngineBase(BaseModel):
+    """Fields every backend shares; hashable so a Spark worker keeps one engine per config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_path: str = Field(description="Local model folder (config.json + safetensors).")
+    batch_size: int = Field(default=16, ge=1, le=4096)
+    max_model_len: int = Field(default=1024, ge=8)
+    seed: int = 0
+    torch_threads: int | None = Field(default=None, ge=1, description="CPU threads per engine; the Spark glue "
+                                      "sets it from spark.task.cpus so concurrent tasks do not oversubscribe cores.")
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class HFConfig(_EngineBase):
+    """transformers on CPU or CUDA."""
+
+    backend: Literal["hf"] = "hf"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"
+    prefix_cache: bool = True
+
+
+class VLLMConfig(_EngineBase):
+    """In-process ``vllm.LLM`` (GPU executors in production, the CPU build elsewhere)."""
+
+    backend: Literal["vllm"] = "vllm"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"
+    prefix_cache: bool = True
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1, description="default: 0.9 on CUDA, "
+                                                 "0.15 on CPU builds")
+    enforce_eager: bool = False
+
+    @model_validator(mode="after")
+    def _memory_default(self) -> "VLLMConfig":
+        if self.gpu_memory_utilization is None:
+            object.__setattr__(self, "gpu_memory_utilization", 0.9 if self.device.startswith("cuda") else 0.15)
+        return self
+
+
+class OpenAIConfig(_EngineBase):
+    """Any OpenAI-compatible completions server (e.g. a vLLM fleet); ``model_path`` gives the tokenizer."""
+
+    backend: Literal["openai"] = "openai"
+    base_url: str = Field(min_length=1, description="server URL ending in /v1")
+    served_model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(default=8, ge=1)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+
+
+class RulesConfig(_EngineBase):
+    """The rule-based knowledge teacher as an engine: no model folder, milliseconds per pair."""
+
+    backend: Literal["rules"] = "rules"
+    model_path: str = "rules"
+    confidence: float = Field(default=0.85, gt=0.25, lt=1.0, description="P of the rules' label in label_probs")
+    flip_rate: float = Field(default=0.3, ge=0, le=1, description="chance per sample (× temperature) that a "
+                             "sampled answer moves one level away from the rules' label")
+
+
+EngineConfig = Annotated[Union[HFConfig, VLLMConfig, OpenAIConfig, RulesConfig], Field(discriminator="backend")]
+BackendName = Literal["hf", "vllm", "openai", "rules"]
+_ADAPTER: TypeAdapter[EngineConfig] = TypeAdapter(EngineConfig)
+
+
+def engine_config(**values: object) -> EngineConfig:
+    """Validate a config from plain values (``backend`` picks the class; default ``hf``); drops ``None`` values so
+    each backend's own defaults apply."""
+    values = {k: v for k, v in values.items() if v is not None}
+    values.setdefault("backend", "hf")
+    return _ADAPTER.validate_python(values)
+
+
+def config_from_json(text: str) -> EngineConfig:
+    """The inverse of ``config.model_dump_json()`` (how configs travel to Spark workers)."""
+    return _ADAPTER.validate_json(text)

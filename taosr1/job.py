@@ -1,0 +1,199 @@
+"""The one shape of every job: validated params → ``run(ctx, params)`` → :class:`Report` with counts that add up.
+
+A stage is a small class: its ``Params`` (a pydantic model: enums as ``Literal``, bounds as ``Field``), the tables
+it ``reads`` and ``writes`` (declared where a reader sees them), and ``run``. :func:`run_stage` opens the run record
+*before* the stage reads any input, so a run that fails on bad input still leaves its ``job_runs`` row, then
+checks the counts and records them with the table versions the stage committed. Adding a stage = copying one stage
+module and registering it in :mod:`taosr1.stages`.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pyspark.sql import DataFrame, SparkSession
+
+from taosr1.engines.config import EngineConfig, engine_config
+from taosr1.errors import CountMismatch
+from taosr1.io.tables import Mode, TableStore, WriteResult
+from taosr1.obs import get_logger, log_event
+
+log = get_logger(__name__)
+
+
+class Params(BaseModel):
+    """Base of every stage's parameters: unknown fields are errors, values are validated on construction."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+P = TypeVar("P", bound=Params)
+
+
+def _iso_day(v: str) -> str:
+    try:
+        return f"{dt.date.fromisoformat(v):%Y-%m-%d}"
+    except ValueError as e:
+        raise ValueError(f"a day is yyyy-MM-dd, got {v!r} ({e})") from None
+
+
+Day = Annotated[str, AfterValidator(_iso_day)]
+# Ids become partition values, folder names and Delta predicates: letters, digits and . _ @ : - only.
+Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")]
+
+
+class EngineParams(Params):
+    """The engine options of a stage that runs a model (flat, so every job takes the same flags)."""
+
+    engine: Literal["hf", "vllm", "openai", "rules"] = Field(default="hf", description="hf | vllm | openai | rules")
+    model: str | None = Field(default=None, description="Model folder (default $TAOSR1_MODEL or "
+                              "<warehouse>/models/taosr1-builtin).")
+    batch_size: int = Field(default=32, ge=1, le=4096, description="Pairs per engine call.")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = Field(default="cpu", description="cpu | cuda[:N]")
+    base_url: str | None = Field(default=None, description="openai engine: server URL (…/v1).")
+    served_model: str | None = Field(default=None, description="openai engine: the server's model name.")
+
+    def engine_config(self, warehouse_root: str, *, model: str | None = None) -> EngineConfig:
+        """The backend's validated config; options that backend does not take are left out."""
+        path = model or self.model or os.environ.get("TAOSR1_MODEL") or f"{warehouse_root}/models/taosr1-builtin"
+        own = {"hf": dict(dtype=self.dtype, device=self.device), "vllm": dict(dtype=self.dtype, device=self.device),
+               "openai": dict(base_url=self.base_url, served_model=self.served_model), "rules": {}}[self.engine]
+        return engine_config(backend=self.engine, model_path=path if self.engine != "rules" else "rules",
+                             batch_size=self.batch_size, **own)
+
+
+@dataclass
+class Counts:
+    """``rows_in == kept + quarantined + sum(filtered)``; ``extra`` holds figures outside the balance."""
+
+    rows_in: int = 0
+    kept: int = 0
+    quarantined: int = 0
+    filtered: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def adds_up(self) -> bool:
+        return self.rows_in == self.kept + self.quarantined + sum(self.filtered.values())
+
+    def check(self, what: str) -> None:
+        """Raise :class:`CountMismatch` unless the balance holds: rows would be lost otherwise."""
+        if not self.adds_up():
+            raise CountMismatch(f"{what}: in {self.rows_in} != kept {self.kept} + quarantined {self.quarantined} "
+                                f"+ filtered {self.filtered}")
+
+    def as_dict(self) -> dict[str, int]:
+        return {"rows_in": self.rows_in, "kept": self.kept, "quarantined": self.quarantined,
+                **{f"filtered:{k}": v for k, v in self.filtered.items()}, **self.extra}
+
+
+@dataclass
+class Report:
+    """What a run did: its id, counts, the table versions it committed and stage-specific facts (``info``)."""
+
+    stage: str
+    run_id: str
+    ds: str | None = None
+    counts: Counts = field(default_factory=Counts)
+    versions: dict[str, int] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """What a running stage holds: the session, the store and its report (counts, versions) being filled in."""
+
+    spark: SparkSession
+    store: TableStore
+    report: Report
+    writes: tuple[str, ...] = ()
+
+    @property
+    def run_id(self) -> str:
+        return self.report.run_id
+
+    def write(self, table: str, df: DataFrame, mode: Mode = "append",
+              replace: dict[str, str] | None = None) -> WriteResult:
+        """Write a declared table through the store and remember the committed version for the run record."""
+        self._declared(table)
+        w = self.store.write(table, df, mode, replace)
+        self.report.versions[table] = w.version
+        return w
+
+    def quarantine(self, rejected: DataFrame, *, stage: str | None = None, ds: str | None = None,
+                   key: Any = None) -> WriteResult:
+        """Replace this run's quarantine partition with ``rejected`` (columns ``raw``, ``reason``, ``detail``)."""
+        from taosr1.quarantine import publish
+
+        self._declared("quarantine")
+        w = publish(self.store, rejected, stage=stage or self.report.stage, ds=ds or self.report.ds or self.run_id,
+                    run_id=self.run_id, key=key)
+        self.report.versions["quarantine"] = w.version
+        return w
+
+
+    def _declared(self, table: str) -> None:
+        if table not in self.writes:
+            raise RuntimeError(f"stage {self.report.stage} writes '{table}' but declares writes={self.writes}")
+
+
+class Stage(abc.ABC, Generic[P]):
+    """One job: ``Params`` in, tables declared, :class:`Report` out."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]]
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ()
+
+    def run_id(self, params: P) -> str:
+        """The id of a run: a stage whose params name one (a corpus id, a pass@N run id) uses it."""
+        return f"{self.name}-{uuid.uuid4().hex[:8]}"
+
+    def record_id(self, run_id: str) -> str:
+        """The ``job_runs`` key of one attempt; stages whose runs resume or repeat make it unique per attempt."""
+        return run_id
+
+    def ds(self, params: P) -> str | None:
+        return getattr(params, "ds", None)
+
+    @abc.abstractmethod
+    def run(self, ctx: Context, params: P) -> None:
+        """Do the work; fill ``ctx.report.counts`` (checked afterwards) and ``ctx.report.info``."""
+
+
+def run_stage(stage: Stage[P], store: TableStore, params: P) -> Report:
+    """Run a stage under a ``job_runs`` record that is written whatever happens (failed runs name the error)."""
+    run_id = stage.run_id(params)
+    report = Report(stage.name, run_id, stage.ds(params))
+    started = dt.datetime.now(dt.timezone.utc)
+    error: str | None = None
+    try:
+        stage.run(Context(store.spark, store, report, stage.writes), params)
+        report.counts.check(f"{stage.name} {run_id}")
+    except BaseException as e:
+        error = f"{type(e).__name__}: {e}"[:2000]
+        raise
+    finally:
+        _record(store, stage.name, stage.record_id(run_id), report, params, started, error)
+    log_event(log, f"{stage.name}.done", run_id=run_id, ds=report.ds, **report.counts.as_dict())
+    return report
+
+
+def _record(store: TableStore, job: str, record_id: str, report: Report, params: Params, started: dt.datetime,
+            error: str | None) -> None:
+    from taosr1 import contracts
+
+    row = dict(job=job, run_id=record_id, ds=report.ds, status="failed" if error else "succeeded",
+               started_at=started, finished_at=dt.datetime.now(dt.timezone.utc),
+               params=json.dumps({**params.model_dump(mode="json"), **report.info.get("params", {})},
+                                 sort_keys=True, default=str),
+               counts={k: int(v) for k, v in report.counts.as_dict().items()},
+               table_versions={k: int(v) for k, v in report.versions.items()}, error=error)
+    store.write("job_runs", store.spark.createDataFrame([row], contracts.load("job_runs").schema), "append")

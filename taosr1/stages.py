@@ -1,0 +1,114 @@
+"""The stage registry and the TaoSR1 stage graph, written once as plain data.
+
+The CLI builds its commands from :data:`STAGES`, ``jobs/<job>.py`` runs one of them under spark-submit,
+``taosr1 pipeline train`` walks :data:`TRAINING_LOOP` in-process and the Airflow DAG turns the same steps into
+SparkSubmit tasks. This module imports nothing heavy (the Airflow venv imports it without Spark or torch): stage
+classes are named as ``"module:Class"`` and loaded on use.
+
+To add a stage: copy a stage module (e.g. ``taosr1/corpora/dpo.py``), register it here, add its ``jobs/`` file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Where a stage lives and how it is called: ``job`` is its name in ``job_runs`` and ``jobs/<job>.py``."""
+
+    job: str
+    command: tuple[str, ...]
+    target: str
+
+    def load(self) -> Any:
+        """The stage object (imports its module)."""
+        module, cls = self.target.split(":")
+        return getattr(importlib.import_module(module), cls)()
+
+
+STAGES: dict[str, StageSpec] = {s.job: s for s in (
+    StageSpec("load_labels", ("load-labels",), "taosr1.data.load:LoadLabels"),
+    StageSpec("ingest_logs", ("ingest",), "taosr1.ingest.logs:IngestDay"),
+    StageSpec("score_catalog", ("score",), "taosr1.scoring.score:ScoreCatalog"),
+    StageSpec("calibrate_buckets", ("calibrate",), "taosr1.scoring.calibrate_stage:Calibrate"),
+    StageSpec("build_sft_corpus", ("corpus", "sft"), "taosr1.corpora.sft:SftCorpus"),
+    StageSpec("sample_pass_at_n", ("corpus", "pass-at-n"), "taosr1.corpora.pass_at_n:PassAtN"),
+    StageSpec("build_dpo_pairs", ("corpus", "dpo"), "taosr1.corpora.dpo:DpoPairs"),
+    StageSpec("label_difficulty", ("corpus", "difficulty"), "taosr1.corpora.difficulty:Difficulty"),
+    StageSpec("train_sft", ("train", "sft"), "taosr1.training.trainers:TrainSft"),
+    StageSpec("train_dpo", ("train", "dpo"), "taosr1.training.trainers:TrainDpo"),
+    StageSpec("train_grpo", ("train", "grpo"), "taosr1.training.trainers:TrainGrpo"),
+    StageSpec("evaluate", ("evaluate",), "taosr1.evaluation.evaluate:Evaluate"),
+)}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a loop: a stage and its wiring. Values are templates over the loop's variables
+    (``{corpus}``, ``{run}``, ``{base}``, ``{models}``, ``{sft_model}`` …); ``produces`` names the model variable a
+    training step sets."""
+
+    id: str
+    job: str
+    wiring: dict[str, Any] = field(default_factory=dict)
+    produces: str | None = None
+
+
+# TaoSR1's order: SFT on the teacher's CoT, pass@N with the SFT policy → DPO, difficulty with the DPO policy → GRPO.
+TRAINING_LOOP: tuple[Step, ...] = (
+    Step("corpus", "build_sft_corpus", {"source": "{source}", "corpus_id": "{corpus}"}),
+    Step("sft", "train_sft", {"data": "{corpus}", "base": "{base}", "out": "{models}/sft-{corpus}"},
+         produces="sft_model"),
+    Step("passn_sft", "sample_pass_at_n", {"corpus_id": "{corpus}", "run_id": "{run}-sft", "model": "{sft_model}"}),
+    Step("dpo_pairs", "build_dpo_pairs", {"run_id": "{run}-sft"}),
+    Step("dpo", "train_dpo", {"data": "{run}-sft", "base": "{sft_model}", "out": "{models}/dpo-{corpus}"},
+         produces="dpo_model"),
+    Step("passn_dpo", "sample_pass_at_n", {"corpus_id": "{corpus}", "run_id": "{run}-dpo", "model": "{dpo_model}"}),
+    Step("difficulty", "label_difficulty", {"run_id": "{run}-dpo"}),
+    Step("grpo", "train_grpo", {"data": "{run}-dpo", "base": "{dpo_model}", "out": "{models}/grpo-{corpus}"},
+         produces="grpo_model"),
+    Step("evaluate", "evaluate", {"corpus_id": "{corpus}", "models": {
+        "base": "{base}", "sft": "{sft_model}", "dpo": "{dpo_model}", "grpo": "{grpo_model}"}}),
+)
+
+
+def loop_settings(*, n: Any, temperature: Any, max_new_tokens: Any, grpo_completion_tokens: Any, sft_steps: Any,
+                  dpo_steps: Any, grpo_steps: Any, seed: Any, embeddings: Any = True) -> dict[str, dict[str, Any]]:
+    """Each step's own settings beside its wiring (values may be Airflow templates). Training steps with no rows
+    keep their starting model so a scheduled loop runs to the evaluation."""
+    passn = dict(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, chunks=4,
+                 balanced_only=True, batch_size=16)
+    return {
+        "corpus": dict(seed=seed),
+        "sft": dict(max_steps=sft_steps, learning_rate=3e-3, batch_size=8, if_empty="keep_base"),
+        "passn_sft": passn, "passn_dpo": passn,
+        "dpo": dict(max_steps=dpo_steps, learning_rate=5e-4, batch_size=8, if_empty="keep_base"),
+        "grpo": dict(max_steps=grpo_steps, learning_rate=2e-4, batch_size=8, num_generations=4,
+                     max_completion_length=grpo_completion_tokens, if_empty="keep_base"),
+        "evaluate": dict(embeddings=embeddings),
+    }
+
+
+def fill(value: Any, variables: dict[str, str]) -> Any:
+    """A step's wiring with the loop's variables filled in (dicts and strings, recursively)."""
+    if isinstance(value, dict):
+        return {k: fill(v, variables) for k, v in value.items()}
+    return value.format(**variables) if isinstance(value, str) else value
+
+
+def cli_args(params: dict[str, Any]) -> list[str]:
+    """Params as the flags of ``jobs/<job>.py`` (``--corpus-id X``, ``--models k=v`` repeated, ``--flag/--no-flag``)."""
+    args: list[str] = []
+    for name, value in params.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else f"--no-{name.replace('_', '-')}")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                args += [flag, f"{k}={v}"]
+        elif value is not None:
+            args += [flag, str(value)]
+    return args
