@@ -5,17 +5,19 @@ the Spark master comes from the Airflow connection (``spark_default``), everythi
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 REPO = Path(os.environ.get("TAOSR1_REPO", Path(__file__).resolve().parents[1]))
 JOBS = REPO / "jobs"
 WAREHOUSE = os.environ.get("TAOSR1_WAREHOUSE", str(REPO / "warehouse"))
+sys.path.insert(0, str(REPO))  # taosr1.stages and taosr1.layout are plain Python: no Spark or torch needed here
 PYTHON = os.environ.get("TAOSR1_PYTHON", str(REPO / ".venv" / "bin" / "python"))
 
 DEFAULT_ARGS = {
     "owner": "search-relevance",
-    "retries": 2,
+    "retries": int(os.environ.get("TAOSR1_DAG_RETRIES", "2")),
     "retry_delay": timedelta(minutes=5),
     "retry_exponential_backoff": True,
     "execution_timeout": timedelta(hours=3),
@@ -24,3 +26,22 @@ DEFAULT_ARGS = {
 # Environment for spark-submit: the project's Python on driver and executors.
 SPARK_ENV = {"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON, "TAOSR1_WAREHOUSE": WAREHOUSE}
 
+
+
+def chain_steps(steps, variables: dict, settings: dict, extra_args: dict | None = None) -> list:
+    """One SparkSubmit task per step of a taosr1 loop (``taosr1.stages``), chained in order; the flags come from
+    the step's wiring (templated with ``variables``) and its settings, the warehouse from the DAG params."""
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    from taosr1.stages import cli_args, fill
+
+    tasks = []
+    for step in steps:
+        args = [*cli_args({**fill(step.wiring, variables), **settings.get(step.id, {})}),
+                "--warehouse", "{{ params.warehouse }}", *(extra_args or {}).get(step.id, [])]
+        task = SparkSubmitOperator(task_id=step.id, application=str(JOBS / f"{step.job}.py"), application_args=args,
+                                   name=f"taosr1-{step.id}", env_vars=SPARK_ENV, conn_id="spark_default")
+        if tasks:
+            tasks[-1] >> task
+        tasks.append(task)
+    return tasks

@@ -19,9 +19,8 @@ from airflow.sdk import DAG, Asset, Param, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared module beside the DAGs
-from _taosr1_common import DEFAULT_ARGS, JOBS, REPO, SPARK_ENV, WAREHOUSE  # noqa: E402
+from _taosr1_common import DEFAULT_ARGS, JOBS, SPARK_ENV, WAREHOUSE  # noqa: E402
 
-sys.path.insert(0, str(REPO))  # taosr1.layout is plain Python: table locations without Spark
 from taosr1.layout import table_path  # noqa: E402
 
 RELEVANCE_SCORES = Asset(uri=f"file://{table_path(WAREHOUSE, 'relevance_scores')}", name="taosr1_relevance_scores")

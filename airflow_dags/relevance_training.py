@@ -12,19 +12,17 @@ import os
 import sys
 from datetime import datetime, timedelta
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared module beside the DAGs
-from _taosr1_common import DEFAULT_ARGS, JOBS, REPO, SPARK_ENV, WAREHOUSE  # noqa: E402
+from _taosr1_common import DEFAULT_ARGS, WAREHOUSE, chain_steps  # noqa: E402
 
-sys.path.insert(0, str(REPO))  # taosr1.stages is plain data: no Spark or torch in Airflow's venv
-from taosr1.stages import TRAINING_LOOP, cli_args, fill, loop_settings  # noqa: E402
+from taosr1.stages import TRAINING_LOOP, fill, loop_settings  # noqa: E402
 
 VARIABLES = {
     "source": "{{ params.source }}", "corpus": "corpus-{{ params.source }}-{{ ds_nodash }}",
     "run": "passn-{{ params.source }}-{{ ds_nodash }}", "base": "{{ params.base_model }}",
-    "models": "{{ params.warehouse }}/models",
+    "models": "{{ params.warehouse }}/models", "from_candidates": "{{ params.from_candidates }}",
 }
 # a training step's output folder, as the loop's later steps name it
 for step in TRAINING_LOOP:
@@ -34,8 +32,9 @@ SETTINGS = loop_settings(n="{{ params.n }}", temperature="{{ params.temperature 
                          max_new_tokens="{{ params.max_new_tokens }}",
                          grpo_completion_tokens="{{ params.grpo_completion_tokens }}",
                          sft_steps="{{ params.sft_steps }}", dpo_steps="{{ params.dpo_steps }}",
-                         grpo_steps="{{ params.grpo_steps }}", seed="{{ params.seed }}",
-                         embeddings="{{ params.embeddings }}")
+                         grpo_steps="{{ params.grpo_steps }}", seed="{{ params.seed }}")
+SETTINGS["evaluate"] = {}  # a templated boolean is passed as its flag form below
+EVALUATE_FLAG = {"evaluate": ["{{ '--embeddings' if params.embeddings else '--no-embeddings' }}"]}
 
 with DAG(
     dag_id="relevance_training",
@@ -48,6 +47,8 @@ with DAG(
     tags=["taosr1", "training"],
     params={
         "source": Param("world", type="string"),
+        "from_candidates": Param("", type="string", description="a candidate window (start_end) whose labelled "
+                                 "pairs make the corpus; empty: the source's judgments"),
         "warehouse": Param(WAREHOUSE, type="string"),
         "base_model": Param(f"{WAREHOUSE}/models/taosr1-builtin", type="string", description="the base policy"),
         "n": Param(5, type="integer", minimum=2),
@@ -61,16 +62,4 @@ with DAG(
         "embeddings": Param(True, type="boolean"),
     },
 ) as dag:
-    previous = None
-    for step in TRAINING_LOOP:
-        params = {**fill(step.wiring, VARIABLES), **SETTINGS.get(step.id, {})}
-        if "embeddings" in params:  # a templated boolean: pass it as the flag's value form
-            params.pop("embeddings")
-        task = SparkSubmitOperator(
-            task_id=step.id, application=str(JOBS / f"{step.job}.py"),
-            application_args=[*cli_args(params), "--warehouse", "{{ params.warehouse }}"]
-            + (["{{ '--embeddings' if params.embeddings else '--no-embeddings' }}"] if step.job == "evaluate" else []),
-            name=f"taosr1-{step.id}", env_vars=SPARK_ENV, conn_id="spark_default")
-        if previous is not None:
-            previous >> task
-        previous = task
+    chain_steps(TRAINING_LOOP, VARIABLES, SETTINGS, EVALUATE_FLAG)

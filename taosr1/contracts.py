@@ -93,6 +93,14 @@ def load(table: str) -> Contract:
     )
 
 
+def to_spark(spark, pdf, table: str):
+    """A pandas frame in a table's contract → Spark DataFrame with exactly the contract's schema (NaN → null)."""
+    import pandas as pd
+
+    pdf = pdf.astype(object).where(pd.notna(pdf), None)
+    return spark.createDataFrame(pdf, schema=load(table).schema)
+
+
 def all_tables() -> list[str]:
     """Names of every table with a contract."""
     return resources.names("schemas")

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pyspark.sql import DataFrame, SparkSession
 
 from taosr1.engines.config import EngineConfig, engine_config
@@ -47,6 +47,14 @@ def _iso_day(v: str) -> str:
 Day = Annotated[str, AfterValidator(_iso_day)]
 # Ids become partition values, folder names and Delta predicates: letters, digits and . _ @ : - only.
 Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")]
+
+
+def _empty_is_none(v: object) -> object:
+    return None if isinstance(v, str) and v.strip() in ("", "None") else v
+
+
+# An optional id where a scheduler passes "" for "not given".
+OptionalIdent = Annotated[Ident | None, BeforeValidator(_empty_is_none)]
 
 
 class EngineParams(Params):

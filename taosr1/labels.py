@@ -15,6 +15,29 @@ import math
 LEVELS: tuple[int, ...] = (4, 3, 2, 1)
 LABEL_TEXT: dict[int, str] = {4: "4-Excellent", 3: "3-Related", 2: "2-Mismatch", 1: "1-Irrelevant"}
 TIER_OF_LEVEL: dict[int, str] = {4: "Good", 3: "Good", 2: "Mid", 1: "Bad"}
+# The rubric raters and the model read (the instruction quotes it verbatim).
+RUBRIC: dict[int, str] = {
+    4: "the product satisfies every demand of the query (category, brand, key attributes, constraints).",
+    3: "the right kind of product with a minor deviation (a secondary attribute differs, or it is not cheaper when a "
+       "cheaper alternative is asked for).",
+    2: "the right category but a key demand fails (wrong brand, wrong key attribute, or an attribute the query "
+       "excludes).",
+    1: "a different kind of product.",
+}
+
+
+def rubric_text() -> str:
+    """The four levels, one line each: ``4-Excellent: …``."""
+    return "\n".join(f"{LABEL_TEXT[lv]}: {RUBRIC[lv]}" for lv in LEVELS)
+
+
+def parse_level(value: object) -> int:
+    """A rater's answer → level: ``3``, ``"3"``, ``"3-Related"`` or ``"Related"``; anything else is a ValueError."""
+    text = str(value).strip()
+    for lv, name in LABEL_TEXT.items():
+        if text in (str(lv), name, name.split("-", 1)[1]) or text.lower() == name.split("-", 1)[1].lower():
+            return lv
+    raise ValueError(f"not a label on the four levels: {text[:40]!r}")
 
 ESCI_TO_LEVEL: dict[str, int] = {"E": 4, "S": 3, "C": 2, "I": 1}
 THREE_LEVEL_TO_LEVEL: dict[int, int] = {3: 4, 2: 3, 1: 1}

@@ -34,6 +34,8 @@ STAGES: dict[str, StageSpec] = {s.job: s for s in (
     StageSpec("ingest_logs", ("ingest",), "taosr1.ingest.logs:IngestDay"),
     StageSpec("score_catalog", ("score",), "taosr1.scoring.score:ScoreCatalog"),
     StageSpec("calibrate_buckets", ("calibrate",), "taosr1.scoring.calibrate_stage:Calibrate"),
+    StageSpec("sample_candidates", ("corpus", "candidates"), "taosr1.corpora.candidates:SampleCandidates"),
+    StageSpec("annotate_candidates", ("corpus", "annotate"), "taosr1.corpora.annotate:Annotate"),
     StageSpec("build_sft_corpus", ("corpus", "sft"), "taosr1.corpora.sft:SftCorpus"),
     StageSpec("sample_pass_at_n", ("corpus", "pass-at-n"), "taosr1.corpora.pass_at_n:PassAtN"),
     StageSpec("build_dpo_pairs", ("corpus", "dpo"), "taosr1.corpora.dpo:DpoPairs"),
@@ -57,9 +59,16 @@ class Step:
     produces: str | None = None
 
 
+# From the logs to what raters label next: candidates of a window → an annotation round (export for raters).
+ANNOTATION_ROUND: tuple[Step, ...] = (
+    Step("candidates", "sample_candidates", {"start": "{start}", "end": "{end}"}),
+    Step("annotate", "annotate_candidates", {"window_id": "{start}_{end}", "queue_id": "{queue}"}),
+)
+
 # TaoSR1's order: SFT on the teacher's CoT, pass@N with the SFT policy → DPO, difficulty with the DPO policy → GRPO.
 TRAINING_LOOP: tuple[Step, ...] = (
-    Step("corpus", "build_sft_corpus", {"source": "{source}", "corpus_id": "{corpus}"}),
+    Step("corpus", "build_sft_corpus", {"source": "{source}", "corpus_id": "{corpus}",
+                                        "from_candidates": "{from_candidates}"}),
     Step("sft", "train_sft", {"data": "{corpus}", "base": "{base}", "out": "{models}/sft-{corpus}"},
          produces="sft_model"),
     Step("passn_sft", "sample_pass_at_n", {"corpus_id": "{corpus}", "run_id": "{run}-sft", "model": "{sft_model}"}),

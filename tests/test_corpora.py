@@ -101,6 +101,22 @@ def test_engine_stages_with_the_rules_engine(corpus):
     assert all(g[k] == v for k, v in d.items())
 
 
+def test_a_training_stage_without_rows_fails_or_keeps_its_base(corpus, builtin_model, tmp_path):
+    import json as _json
+
+    from taosr1.errors import InputError
+
+    store, _, _ = corpus
+    with pytest.raises(InputError, match="no training rows"):
+        job(store, "train_grpo", data="no-such-run", base=builtin_model, out=str(tmp_path / "g"))
+    rep = job(store, "train_grpo", data="no-such-run", base=builtin_model, out=str(tmp_path / "g"),
+              if_empty="keep_base")
+    card = _json.loads((tmp_path / "g" / "taosr1_model.json").read_text())
+    assert rep.info["skipped"] and "no training rows" in card["skipped"]
+    assert (tmp_path / "g" / "model.safetensors").read_bytes() == (
+        __import__("pathlib").Path(builtin_model) / "model.safetensors").read_bytes()
+
+
 @pytest.mark.slow
 def test_pipeline_sft_pass_at_n_dpo_difficulty_and_trl_trainers(corpus, builtin_model, tmp_path, spark):
     store, cid, _ = corpus

@@ -54,14 +54,19 @@ def test_the_loop_is_wired_in_the_paper_order():
     assert [j for _, j in order] == ["build_sft_corpus", "train_sft", "sample_pass_at_n", "build_dpo_pairs",
                                      "train_dpo", "sample_pass_at_n", "label_difficulty", "train_grpo", "evaluate"]
     v = {"source": "world", "corpus": "c", "run": "r", "base": "B", "models": "M", "sft_model": "M/sft-c",
-         "dpo_model": "M/dpo-c", "grpo_model": "M/grpo-c"}
+         "dpo_model": "M/dpo-c", "grpo_model": "M/grpo-c", "from_candidates": ""}
     steps = {s.id: fill(s.wiring, v) for s in TRAINING_LOOP}
+    assert _stage("build_sft_corpus").Params(**steps["corpus"]).from_candidates is None  # "" = not given
     assert steps["passn_sft"]["model"] == "M/sft-c" and steps["passn_dpo"]["model"] == "M/dpo-c"
     assert steps["grpo"]["base"] == "M/dpo-c" and steps["grpo"]["data"] == steps["difficulty"]["run_id"] == "r-dpo"
     assert cli_args({"models": {"a": "x"}, "balanced_only": True, "n": 3, "run_id": None}) == \
         ["--models", "a=x", "--balanced-only", "--n", "3"]
     for step in TRAINING_LOOP:  # every wired name is a param of its stage
         assert set(step.wiring) <= set(STAGES[step.job].load().Params.model_fields), step.id
+
+
+def _stage(job: str):
+    return STAGES[job].load()
 
 
 def test_no_import_circles():

@@ -207,8 +207,9 @@ def test_analyst_queries_agree_on_spark_and_duckdb(spark, ingested, builtin_mode
     shutil.copytree(builtin_model, other)
     (other / "config.json").write_text((other / "config.json").read_text() + "\n")
     job(store, "score_catalog", ds="2026-11-19", model=str(other), beta_cum=0.35)
+    job(store, "sample_candidates", start="2026-11-19", end="2026-11-19")
     assert set(analytics.list_queries()) == {"tier_distribution_by_day", "queries_with_most_irrelevant_results",
-                                             "tier_drift_between_model_versions"}
+                                             "tier_drift_between_model_versions", "engagement_by_tier_and_label"}
     for name in analytics.list_queries():
         a = analytics.run_spark(store, analytics.query_text(name))
         b = analytics.run_duckdb(store.root, analytics.query_text(name))[list(a.columns)]
@@ -226,5 +227,9 @@ def test_analyst_queries_agree_on_spark_and_duckdb(spark, ingested, builtin_mode
                 assert x == y if isinstance(x, str) else abs(x - y) <= 1e-3, (name, ra, rb)
     dist = analytics.run_spark(store, analytics.query_text("tier_distribution_by_day"))
     assert dist.assign(share=dist["share"].astype(float)).groupby(["ds", "model_version"])["share"].sum().round(3).eq(1.0).all()
+    eng = analytics.run_spark(store, analytics.query_text("engagement_by_tier_and_label"))
+    assert set(eng["grouping"]) == {"model tier", "human label"}
+    by_label = eng[eng["grouping"] == "human label"].set_index("value")["ctr"].astype(float)
+    assert by_label["4"] > by_label["1"]  # users click what raters call relevant
     drift = analytics.run_spark(store, analytics.query_text("tier_drift_between_model_versions"))
     assert drift["pairs"].sum() == store.read("relevance_scores").where("model_version != ''").count() // 2

@@ -9,7 +9,7 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
-from taosr1.data.load import to_spark
+from taosr1.contracts import to_spark
 from taosr1.errors import SchemaViolation
 from tests.conftest import only_delta_rs
 

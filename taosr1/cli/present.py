@@ -75,7 +75,28 @@ def _present_corpus(label: str) -> Callable:
     return show
 
 
+def present_candidates(store, rep) -> None:
+    present_counts(store, rep)
+    if rep.info.get("missing_days"):
+        console.print(f"[yellow]days of the window without search logs:[/] {', '.join(rep.info['missing_days'])}")
+    mix = {k.split(":", 1)[1]: v for k, v in rep.counts.extra.items() if k.startswith("mix:")}
+    t = Table(title=f"candidate pairs {rep.info['window_id']}: query type × traffic band")
+    for col in ("query type", "head", "torso", "tail"):
+        t.add_column(col, justify="right")
+    for qt in sorted({k.split(":")[0] for k in mix}):
+        t.add_row(qt, *(str(mix.get(f"{qt}:{b}", 0)) for b in ("head", "torso", "tail")))
+    console.print(t)
+
+
+def present_annotate(store, rep) -> None:
+    present_counts(store, rep)
+    console.print(f"queue {rep.info['queue_id']}: {rep.counts.kept} pairs for raters")
+    for path in rep.info["export"]:
+        console.print(f"  export: {path}")
+
+
 PRESENT: dict[str, Callable] = {
+    "sample_candidates": present_candidates, "annotate_candidates": present_annotate,
     "score_catalog": present_score, "evaluate": _present_evaluate, "load_labels": _present_load,
     "build_sft_corpus": _present_corpus("corpus"), "sample_pass_at_n": _present_corpus("pass@N run"),
     "build_dpo_pairs": _present_corpus("dpo pairs of"), "label_difficulty": _present_corpus("difficulty of"),

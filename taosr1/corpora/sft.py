@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
 from taosr1.corpora.splits import Balance, split_pairs
-from taosr1.job import Context, EngineParams, Ident, Stage
+from taosr1.job import Context, EngineParams, Ident, OptionalIdent, Stage
 from taosr1.pairs import message, parsed, prompt_column, with_products
 from taosr1.quarantine import pair_key
 
@@ -21,6 +21,10 @@ STAGE = "build_sft_corpus"
 class SftParams(EngineParams):
     source: str = Field(default="world", description="Judged pairs: the source partition of query_product_labels.")
     corpus_id: Ident | None = Field(default=None, description="Id (default: generated).")
+    from_candidates: OptionalIdent = Field(default=None, description="Build from the judged pairs of this candidate "
+                                          "window (start_end) instead of one source's judgments.")
+    max_label_cv: float = Field(default=1.0, ge=0, description="Gate: the largest coefficient of variation of the "
+                                "SFT corpus' label counts (0 = perfectly balanced).")
     teacher: Literal["knowledge", "engine"] = Field(default="knowledge", description="knowledge (rules) | engine")
     balance: Balance = Field(default="equal", description="equal (every train class to the rarest) | none")
     seed: int = 13
@@ -52,11 +56,13 @@ class SftCorpus(Stage[SftParams]):
     writes = ("corpus_pairs", "sft_corpus", "quarantine")
 
     def run_id(self, params: SftParams) -> str:
-        return params.corpus_id or f"corpus-{params.source}-{uuid.uuid4().hex[:8]}"
+        tag = "cand" if params.from_candidates else params.source
+        return params.corpus_id or f"corpus-{tag}-{uuid.uuid4().hex[:8]}"
 
     def run(self, ctx: Context, p: SftParams) -> None:
         store, corpus_id = ctx.store, ctx.run_id
-        pairs, pc = split_pairs(ctx, p.source, corpus_id, seed=p.seed, balance=p.balance)
+        pairs, pc = split_pairs(ctx, p.source, corpus_id, seed=p.seed, balance=p.balance,
+                                from_candidates=p.from_candidates)
         ctx.report.info["pairs"] = pc
         train = with_products(store, pairs.where("balanced")).drop("_known")
         if p.teacher == "knowledge":
@@ -90,19 +96,42 @@ class SftCorpus(Stage[SftParams]):
                 from taosr1.quality.gates import require, run_gate
 
                 require(run_gate("corpora", corpora_frames(pairs, sft), f"{store.root}/quality",
-                                 f"{STAGE}-{corpus_id}"))
+                                 f"{STAGE}-{corpus_id}", {"max_label_cv": p.max_label_cv}))
             ctx.write("corpus_pairs", pairs, "overwrite", replace={"corpus_id": corpus_id})
             c.kept = ctx.write("sft_corpus", sft, "overwrite", replace={"corpus_id": corpus_id}).rows
             kept_by = _by_label(agree)
             all_by = _by_label(taught)
             c.extra = {**{f"pairs:{k}": v for k, v in pc.as_dict().items()},
                        **{f"kept_rate_label_{lv}_permille": int(1000 * kept_by.get(lv, 0) / all_by[lv])
-                          for lv in sorted(all_by)}}
+                          for lv in sorted(all_by)},
+                       "label_cv_permille": int(round(1000 * label_cv(kept_by))),
+                       **mix_by_type(ctx, agree, p.from_candidates)}
             ctx.report.info["params"] = {"teacher_name": teacher_name}
             sft.unpersist()
         finally:
             taught.unpersist()
             pairs.unpersist()
+
+
+def label_cv(by_label: dict[int, int]) -> float:
+    """Coefficient of variation of the counts of the four levels (a level with no row counts 0)."""
+    import statistics
+
+    counts = [by_label.get(lv, 0) for lv in (1, 2, 3, 4)]
+    mean = statistics.fmean(counts)
+    return statistics.pstdev(counts) / mean if mean else 0.0
+
+
+def mix_by_type(ctx: Context, sft: DataFrame, window: str | None) -> dict[str, int]:
+    """Label × query type of the corpus: from the candidate window's tagger, else the judgments' own type."""
+    if window:
+        types = ctx.store.read("candidate_pairs").where(F.col("window_id") == window).select(
+            "query_id", "product_id", "query_type")
+    else:
+        types = ctx.store.read("query_product_labels").select("query_id", "product_id", "query_type") \
+            .dropDuplicates(["query_id", "product_id"])
+    mix = sft.join(types, ["query_id", "product_id"], "left").groupBy("label", "query_type").count().collect()
+    return {f"mix:label{r['label']}:{r['query_type'] or 'untyped'}": r["count"] for r in mix}
 
 
 def _by_label(df: DataFrame) -> dict[int, int]:

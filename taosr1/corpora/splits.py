@@ -20,14 +20,29 @@ from taosr1.quarantine import pair_key, pair_rows
 Balance = Literal["equal", "none"]
 
 
+def judged_pairs(ctx: Context, source: str, from_candidates: str | None) -> DataFrame:
+    """The judgments a corpus starts from: one source's, or (``from_candidates``) every judgment of the pairs of a
+    candidate window, whatever source it came from (e.g. raters' answers to an annotation round)."""
+    store = ctx.store
+    labels = store.read("query_product_labels")
+    if from_candidates is None:
+        return labels.where(F.col("source") == source)
+    if not store.exists("candidate_pairs"):
+        raise InputError("no candidate_pairs table: run `taosr1 corpus candidates` first")
+    window = store.read("candidate_pairs").where(F.col("window_id") == from_candidates).select(*KEY)
+    return labels.join(window, KEY, "left_semi")
+
+
 def split_pairs(ctx: Context, source: str, corpus_id: str, *, seed: int = 13, dev_pct: int = 10,
-                test_pct: int = 10, balance: Balance = "equal") -> tuple[DataFrame, Counts]:
+                test_pct: int = 10, balance: Balance = "equal",
+                from_candidates: str | None = None) -> tuple[DataFrame, Counts]:
     """The (persisted, not yet published) ``corpus_pairs`` rows and their counts; quarantines unknown products."""
     store = ctx.store
-    labels = store.read("query_product_labels").where(F.col("source") == source)
+    labels = judged_pairs(ctx, source, from_candidates)
     counts = Counts(rows_in=labels.count())
     if counts.rows_in == 0:
-        raise InputError(f"query_product_labels has no rows for source '{source}'; run `taosr1 load-labels` first")
+        raise InputError(f"no judged pairs for source '{source}'" + (f" in candidate window {from_candidates}"
+                         if from_candidates else "") + "; run `taosr1 load-labels` first")
     mode = (labels.groupBy(*KEY, "label").agg(F.count("*").alias("n"), F.min("query").alias("query"))
             .withColumn("r", F.row_number().over(Window.partitionBy(*KEY).orderBy(F.desc("n"), F.desc("label"))))
             .where("r = 1").drop("r", "n"))
@@ -48,7 +63,8 @@ def split_pairs(ctx: Context, source: str, corpus_id: str, *, seed: int = 13, de
     else:
         pairs = pairs.withColumn("balanced", F.col("split") == "train")
     out = pairs.select(F.lit(corpus_id).alias("corpus_id"), "query_id", "query", "product_id", "label", "split",
-                       F.lit(source).alias("source"), "balanced").persist()
+                       F.lit(f"candidates:{from_candidates}" if from_candidates else source).alias("source"),
+                       "balanced").persist()
     counts.kept = out.count()
     counts.extra = {f"train_label_{k}": v for k, v in sorted(train_counts.items())}
     counts.check("corpus_pairs")

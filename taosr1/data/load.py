@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import pandas as pd
 from pydantic import Field
-from pyspark.sql import DataFrame, SparkSession
 
-from taosr1 import contracts
+from taosr1.contracts import to_spark
 from taosr1.errors import InputError
 from taosr1.job import Context, Params, Stage
 
 
-def to_spark(spark: SparkSession, pdf: pd.DataFrame, table: str) -> DataFrame:
-    """A pandas frame in a table's contract → Spark DataFrame with exactly the contract's schema."""
-    schema = contracts.load(table).schema
-    pdf = pdf.astype(object).where(pd.notna(pdf), None)
-    return spark.createDataFrame(pdf, schema=schema)
-
-
 class LoadLabelsParams(Params):
-    source: str = Field(default="world", description="world | homedepot | user")
+    source: str = Field(default="world", description="world | homedepot | user | annotations (raters' answers to a "
+                        "queue, --labels FILE as .csv or .jsonl)")
     split: str = Field(default="train", description="homedepot split: train | dev")
     products: str | None = Field(default=None, description="user source: products Parquet")
-    labels: str | None = Field(default=None, description="user source: labels Parquet")
+    labels: str | None = Field(default=None, description="user source: labels Parquet; annotations: the answers "
+                               "file")
     seed: int = 7
 
 
@@ -32,11 +26,19 @@ class LoadLabels(Stage[LoadLabelsParams]):
 
     name = "load_labels"
     Params = LoadLabelsParams
-    reads = ()
-    writes = ("products", "query_product_labels")
+    reads = ("annotation_queue", "query_product_labels")
+    writes = ("products", "query_product_labels", "quarantine", "annotation_queue")
 
     def run(self, ctx: Context, p: LoadLabelsParams) -> None:
         from taosr1.data.sources import load_source
+
+        if p.source == "annotations":
+            from taosr1.corpora.answers import load_answers
+
+            if not p.labels:
+                raise InputError("--source annotations needs --labels FILE (the raters' answers, .csv or .jsonl)")
+            load_answers(ctx, p.labels)
+            return
 
         products, labels = load_source(p.source, seed=p.seed, split=p.split, products_path=p.products,
                                        labels_path=p.labels)

@@ -57,4 +57,13 @@ def corpora_frames(pairs: DataFrame, sft: DataFrame) -> dict[str, DataFrame]:
         "sft": sft.select("label", F.length(content).alias("prompt_chars"), leak.alias("label_in_user_prompt"),
                           F.concat_ws("|", "query_id", "product_id").alias("pair_key")),
         "sft_mix": sft.groupBy("label").agg((F.count("*") / F.lit(max(total, 1))).alias("share")),
+        "label_mix": label_cv_frame(sft),
     }
+
+
+def label_cv_frame(sft: DataFrame) -> DataFrame:
+    """One row: the coefficient of variation of the counts of the four levels (absent levels count 0)."""
+    levels = sft.sparkSession.createDataFrame([(lv,) for lv in (1, 2, 3, 4)], "label int")
+    counts = levels.join(sft.groupBy("label").count(), "label", "left").select(F.coalesce("count", F.lit(0))
+                                                                              .cast("double").alias("n"))
+    return counts.agg((F.stddev_pop("n") / F.mean("n")).alias("cv")).na.fill(0.0)

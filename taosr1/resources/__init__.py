@@ -1,12 +1,12 @@
-"""Data shipped inside the package: table contracts (``schemas/``), quality suites (``quality/``) and analyst
-queries (``analytics/``). Read with :mod:`importlib.resources`, so a wheel or a ``--py-files`` zip carries them."""
+"""Data shipped inside the package: table contracts (``schemas/``), quality suites (``quality/``), analyst
+queries (``analytics/``) and versioned rule sets (``rules/``). Read with :mod:`importlib.resources`, so a wheel or a ``--py-files`` zip carries them."""
 
 from __future__ import annotations
 
 from importlib import resources
 from importlib.resources.abc import Traversable
 
-KINDS = {"schemas": ".json", "quality": ".json", "analytics": ".sql"}
+KINDS = {"schemas": ".json", "quality": ".json", "analytics": ".sql", "rules": ".json"}
 
 
 def folder(kind: str) -> Traversable:

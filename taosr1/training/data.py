@@ -26,11 +26,17 @@ def load_dataset_for(kind: Kind, store: TableStore, partition: str, split: str =
     import datasets
 
     table, part_col, cols = COLUMNS[kind]
+    if not store.exists(table):
+        ds = datasets.Dataset.from_dict({c: [] for c in cols + list(extra_columns)})
+        ds.info.description = f"{table} (no table yet) {part_col}={partition} split={split}"
+        return ds
     dt = store.delta(table, version)
     arrow = dt.to_pyarrow_table(partitions=[(part_col, "=", partition)])
     arrow = arrow.filter(pc.equal(arrow.column("split"), split))
     if kind == "grpo":
         arrow = arrow.filter(pc.equal(arrow.column("in_grpo"), True))
-    ds = datasets.Dataset(arrow.select(cols + list(extra_columns)).combine_chunks())
+    arrow = arrow.select(cols + list(extra_columns)).combine_chunks()
+    # an empty table with nested columns does not cast into a Dataset: build the empty one from its columns
+    ds = datasets.Dataset(arrow) if arrow.num_rows else datasets.Dataset.from_dict({c: [] for c in arrow.column_names})
     ds.info.description = f"{table} v{dt.version()} {part_col}={partition} split={split}"
     return ds

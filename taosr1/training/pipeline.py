@@ -25,6 +25,8 @@ log = get_logger(__name__)
 
 class PipelineParams(Params):
     source: str = "world"
+    from_candidates: str | None = Field(default=None, description="Build the corpus from the judged pairs of this "
+                                        "candidate window instead of the source's judgments.")
     base: str | None = Field(default=None, description="Base model folder (default: the built-in model, built if "
                              "missing).")
     n: int = Field(default=5, ge=2, description="pass@N samples per pair.")
@@ -55,7 +57,7 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
     stages.append(("load + base model", time.time() - t, f"{loaded.counts.kept} pairs, base {base}"))
     tag = uuid.uuid4().hex[:8]
     variables = {"source": cfg.source, "corpus": f"corpus-{cfg.source}-{tag}", "run": f"passn-{cfg.source}-{tag}",
-                 "base": base, "models": models}
+                 "base": base, "models": models, "from_candidates": cfg.from_candidates or ""}
     settings = loop_settings(n=cfg.n, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                              grpo_completion_tokens=cfg.grpo_completion_tokens, sft_steps=cfg.sft_steps,
                              dpo_steps=cfg.dpo_steps, grpo_steps=cfg.grpo_steps, seed=cfg.seed,
