@@ -22,3 +22,16 @@ class CountMismatch(Taosr1Error):
 class InputError(Taosr1Error, ValueError):
     """User input (a file, a flag, a row) is unusable; the message names it (a ValueError, so params models
     report it as a validation error of the field)."""
+
+
+class ModelIdentityError(Taosr1Error, ValueError):
+    """A model folder's files no longer match the identity recorded when it was saved (corrupted or changed)."""
+
+
+class EngineUnavailable(Taosr1Error):
+    """The engine cannot serve at all (model load failed, server unreachable, out of memory): fatal at once,
+    never bisected into row errors."""
+
+
+class ErrorBudgetExceeded(Taosr1Error):
+    """More rows failed in the engine than the run's error budget allows; nothing was published."""

@@ -11,16 +11,20 @@ shipped as JSON) and, as Ray Data LLM's stages do:
 
 from __future__ import annotations
 
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
 from taosr1.engines import Engine, EngineConfig, config_from_json, create_engine
+from taosr1.errors import EngineUnavailable, ErrorBudgetExceeded, Taosr1Error
 from taosr1.obs import get_logger, log_event
 
 log = get_logger(__name__)
@@ -32,12 +36,27 @@ SAMPLE_COLS = (("sample_idx", IntegerType()), ("text", StringType()), ("logprob"
                ("n_tokens", IntegerType()))
 
 
+FATAL_NAMES = {"APIConnectionError", "APITimeoutError", "AuthenticationError", "PermissionDeniedError",
+               "NotFoundError", "OutOfMemoryError"}
+
+
+def is_fatal(e: BaseException) -> bool:
+    """Errors that no retry or bisection fixes: the engine itself cannot serve (unreachable server, lost
+    credentials, a model the server does not have, out of memory)."""
+    return isinstance(e, (EngineUnavailable, MemoryError, ConnectionError)) or type(e).__name__ in FATAL_NAMES
+
+
 def engine_for(config: EngineConfig) -> Engine:
-    """The process-wide engine for a config: built on first use, then reused by every task in this worker."""
+    """The process-wide engine for a config: built on first use, then reused by every task in this worker. A
+    failure to build it is fatal (:class:`EngineUnavailable`), never a row error."""
     key = config.key()
     if key not in _ENGINES:
         started = time.time()
-        _ENGINES[key] = create_engine(config)
+        try:
+            _ENGINES[key] = create_engine(config)
+        except Exception as e:  # noqa: BLE001 - whatever the backend raised, the job cannot go on
+            raise EngineUnavailable(f"the {config.backend} engine for {config.model_path} could not start: "
+                                    f"{type(e).__name__}: {e}"[:1000]) from e
         log_event(log, "engine.loaded", backend=config.backend, model=config.model_path,
                   seconds=round(time.time() - started, 1))
     return _ENGINES[key]
@@ -55,6 +74,8 @@ def run_bisected(fn: Callable[[list[Any]], Sequence[T]], items: list[Any], retri
             raise RuntimeError(f"engine returned {len(out)} results for {len(items)} inputs")
         return [(o, None) for o in out]
     except Exception as e:  # noqa: BLE001 - any engine error becomes a row error, never a dead job
+        if is_fatal(e):  # the engine is gone: no bisection, the job fails at once
+            raise e if isinstance(e, EngineUnavailable) else EngineUnavailable(f"{type(e).__name__}: {e}"[:1000]) from e
         if len(items) == 1:
             for _ in range(retries):
                 try:
@@ -126,6 +147,8 @@ def with_label_probs(df: DataFrame, config: EngineConfig, *, order: str = "post_
                 idx = ok[start: start + batch_size]
                 results = run_bisected(lambda ps: list(engine.label_probs(ps)), [prompts[i] for i in idx])
                 for i, (res, err) in zip(idx, results):
+                    if err is None and not (np.all(np.isfinite(res)) and abs(float(np.sum(res)) - 1.0) < 1e-3):
+                        err = f"probabilities not finite or not summing to 1: {[float(x) for x in res]}"
                     if err is None:
                         probs[i] = [float(x) for x in res]
                     else:
@@ -178,3 +201,26 @@ def with_samples(df: DataFrame, config: EngineConfig, *, n: int, temperature: fl
             yield pd.DataFrame(out_rows, columns=columns)
 
     return df.mapInPandas(run, out_schema)
+
+
+@contextmanager
+def engine_failures() -> Iterator[None]:
+    """Around a Spark action that runs an engine: an executor's :class:`EngineUnavailable` (which Spark wraps in
+    its own exception) comes back as itself, so the run is recorded with the reason and the CLI prints one line."""
+    try:
+        yield
+    except Taosr1Error:
+        raise
+    except Exception as e:  # noqa: BLE001 - Py4J / PythonException wrap the executor's error as text
+        m = re.search(r"EngineUnavailable: (.+)", str(e))
+        if m:
+            raise EngineUnavailable(m.group(1).strip()[:1000]) from None
+        raise
+
+
+def check_error_budget(failed: int, total: int, max_share: float, what: str) -> None:
+    """Raise :class:`ErrorBudgetExceeded` when more than ``max_share`` of ``total`` rows failed: a dead or broken
+    engine must never publish a partial or empty result over a good one."""
+    if total and failed / total > max_share:
+        raise ErrorBudgetExceeded(f"{what}: {failed} of {total} rows failed in the engine ({failed / total:.1%} > "
+                                  f"the error budget {max_share:.1%}); nothing was published")

@@ -68,6 +68,8 @@ class EngineParams(Params):
     device: str = Field(default="cpu", description="cpu | cuda[:N]")
     base_url: str | None = Field(default=None, description="openai engine: server URL (…/v1).")
     served_model: str | None = Field(default=None, description="openai engine: the server's model name.")
+    max_error_share: float = Field(default=0.01, ge=0, le=1, description="Error budget: the run fails, publishing "
+                                   "nothing, when more than this share of rows fail in the engine.")
 
     def engine_config(self, warehouse_root: str, *, model: str | None = None) -> EngineConfig:
         """The backend's validated config; options that backend does not take are left out."""
@@ -177,10 +179,14 @@ class Stage(abc.ABC, Generic[P]):
 
 
 def run_stage(stage: Stage[P], store: TableStore, params: P) -> Report:
-    """Run a stage under a ``job_runs`` record that is written whatever happens (failed runs name the error)."""
+    """Run a stage under a ``job_runs`` record: written as ``running`` before the stage reads any input, closed as
+    ``succeeded`` or ``failed`` (with the error) after its commits, so a run killed in between stays visible as
+    ``running`` and a run that fails on bad input is on record."""
     run_id = stage.run_id(params)
     report = Report(stage.name, run_id, stage.ds(params))
+    record = stage.record_id(run_id)
     started = dt.datetime.now(dt.timezone.utc)
+    _record(store, stage.name, record, report, params, started, "running", None)
     error: str | None = None
     try:
         stage.run(Context(store.spark, store, report, stage.writes), params)
@@ -189,19 +195,23 @@ def run_stage(stage: Stage[P], store: TableStore, params: P) -> Report:
         error = f"{type(e).__name__}: {e}"[:2000]
         raise
     finally:
-        _record(store, stage.name, stage.record_id(run_id), report, params, started, error)
+        _record(store, stage.name, record, report, params, started, "failed" if error else "succeeded", error)
     log_event(log, f"{stage.name}.done", run_id=run_id, ds=report.ds, **report.counts.as_dict())
     return report
 
 
 def _record(store: TableStore, job: str, record_id: str, report: Report, params: Params, started: dt.datetime,
-            error: str | None) -> None:
+            status: str, error: str | None) -> None:
     from taosr1 import contracts
 
-    row = dict(job=job, run_id=record_id, ds=report.ds, status="failed" if error else "succeeded",
-               started_at=started, finished_at=dt.datetime.now(dt.timezone.utc),
+    row = dict(job=job, run_id=record_id, ds=report.ds, status=status, started_at=started,
+               finished_at=dt.datetime.now(dt.timezone.utc),
                params=json.dumps({**params.model_dump(mode="json"), **report.info.get("params", {})},
                                  sort_keys=True, default=str),
                counts={k: int(v) for k, v in report.counts.as_dict().items()},
                table_versions={k: int(v) for k, v in report.versions.items()}, error=error)
-    store.write("job_runs", store.spark.createDataFrame([row], contracts.load("job_runs").schema), "append")
+    df = store.spark.createDataFrame([row], contracts.load("job_runs").schema)
+    if status == "running":
+        store.write("job_runs", df, "append")
+    else:  # close the run's own row (one row per run)
+        store.merge("job_runs", df, ["job", "run_id"])

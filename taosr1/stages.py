@@ -44,6 +44,7 @@ STAGES: dict[str, StageSpec] = {s.job: s for s in (
     StageSpec("train_dpo", ("train", "dpo"), "taosr1.training.trainers:TrainDpo"),
     StageSpec("train_grpo", ("train", "grpo"), "taosr1.training.trainers:TrainGrpo"),
     StageSpec("evaluate", ("evaluate",), "taosr1.evaluation.evaluate:Evaluate"),
+    StageSpec("vacuum", ("vacuum",), "taosr1.maintenance:Vacuum"),
 )}
 
 

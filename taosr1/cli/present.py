@@ -95,7 +95,20 @@ def present_annotate(store, rep) -> None:
         console.print(f"  export: {path}")
 
 
+def present_vacuum(store, rep) -> None:
+    t = Table(title=f"vacuum under {store.root} ({'deleted' if rep.info['applied'] else 'dry run: nothing deleted'})")
+    for col in ("table", "files and staging folders"):
+        t.add_column(col)
+    for table, paths in sorted(rep.info["found"].items()):
+        if paths:
+            t.add_row(table, str(len(paths)))
+    console.print(t)
+    console.print(f"{rep.counts.extra['files']} items, {rep.info['bytes'] / 1e6:.1f} MB of data files"
+                  + ("" if rep.info["applied"] else "; run again with --apply to delete them"))
+
+
 PRESENT: dict[str, Callable] = {
+    "vacuum": present_vacuum,
     "sample_candidates": present_candidates, "annotate_candidates": present_annotate,
     "score_catalog": present_score, "evaluate": _present_evaluate, "load_labels": _present_load,
     "build_sft_corpus": _present_corpus("corpus"), "sample_pass_at_n": _present_corpus("pass@N run"),

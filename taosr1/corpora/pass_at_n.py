@@ -56,6 +56,31 @@ def run_samples(store: TableStore, run_id: str) -> tuple[DataFrame, str]:
     return samples, first["corpus_id"]
 
 
+RESUME_KEYS = ("corpus_id", "n", "temperature", "top_p", "max_new_tokens", "seed", "chunks", "split",
+               "balanced_only", "engine")
+
+
+def check_resume(store: TableStore, run_id: str, p: PassAtNParams, version: str) -> None:
+    """A resumed run must sample as it started: same corpus, n, sampling, chunks and model (by content version),
+    else its chunks would mix two experiments. The first attempt's params come from its ``job_runs`` row (written
+    before it sampled anything), the model from the committed samples themselves."""
+    import json
+
+    first = (store.read("job_runs").where((F.col("job") == STAGE) & F.col("run_id").startswith(f"{run_id}@"))
+             .orderBy("started_at").select("params").limit(1).collect())
+    changed = []
+    if first:
+        before = json.loads(first[0]["params"])
+        changed = [f"{k}: {before.get(k)!r} -> {getattr(p, k)!r}" for k in RESUME_KEYS if before.get(k) != getattr(p, k)]
+    versions = {r[0] for r in store.read("pass_at_n_samples").where(F.col("run_id") == run_id)
+                .select("model_version").distinct().collect()}
+    if versions - {version}:
+        changed.append(f"model version: {sorted(versions)} -> {version!r}")
+    if changed:
+        raise InputError(f"--run-id {run_id} resumes a run made with other settings ({'; '.join(changed)}); "
+                         f"use a new run id, or the settings it started with")
+
+
 class PassAtN(Stage[PassAtNParams]):
     """``n`` samples per ``split`` pair of a corpus, one commit per chunk; an existing ``run_id`` resumes."""
 
@@ -73,7 +98,7 @@ class PassAtN(Stage[PassAtNParams]):
     def run(self, ctx: Context, p: PassAtNParams) -> None:
         from rich.progress import Progress
 
-        from taosr1.inference import with_samples
+        from taosr1.inference import check_error_budget, engine_failures, with_samples
         from taosr1.model.reference import ModelRef
 
         store, run_id = ctx.store, ctx.run_id
@@ -88,6 +113,8 @@ class PassAtN(Stage[PassAtNParams]):
         if c.rows_in == 0:
             raise InputError(f"corpus {p.corpus_id} has no '{p.split}' pairs")
         already = done_chunks(store, run_id)
+        if already:
+            check_resume(store, run_id, p, version)
         todo = [k for k in range(p.chunks) if k not in already][: p.max_chunks]
         ctx.report.info.update(run_id=run_id, params={"model_version": version, "resumed_chunks": sorted(already)})
         with Progress(transient=True) as progress:
@@ -107,7 +134,12 @@ class PassAtN(Stage[PassAtNParams]):
                     F.coalesce(F.col("error"), F.col("parsed.error")).alias("format_error"),
                     F.coalesce(F.col("parsed.level") == F.col("label"), F.lit(False)).alias("correct"),
                     "label", F.lit(version).alias("model_version"), F.lit(p.seed).cast("long").alias("seed"))
+                out = out.persist()
+                with engine_failures():
+                    n_err = out.where("sample_idx < 0").count()
+                check_error_budget(n_err, part.count(), p.max_error_share, f"pass@N {run_id} chunk {k}")
                 ctx.write("pass_at_n_samples", out, "overwrite", replace={"run_id": run_id, "chunk": str(k)})
+                out.unpersist()
                 progress.advance(task)
                 log_event(log, "pass_at_n.chunk", run_id=run_id, chunk=k)
         done = done_chunks(store, run_id)

@@ -80,6 +80,12 @@ class SftCorpus(Stage[SftParams]):
         try:
             c = ctx.report.counts
             c.rows_in = train.count()
+            if p.teacher == "engine":
+                from taosr1.inference import check_error_budget, engine_failures
+
+                with engine_failures():
+                    n_err = taught.where("error IS NOT NULL").count()
+                check_error_budget(n_err, c.rows_in, p.max_error_share, f"teacher of {corpus_id}")
             fmt_bad = taught.where("parsed.level IS NULL OR parsed.error IS NOT NULL")
             agree = taught.where("parsed.level IS NOT NULL AND parsed.error IS NULL AND parsed.level = label")
             c.filtered["teacher_disagrees"] = taught.where(

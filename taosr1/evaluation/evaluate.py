@@ -24,7 +24,7 @@ from taosr1.errors import InputError
 from taosr1.evaluation.baselines import run_baselines
 from taosr1.evaluation.metrics import classification_metrics, tier_agreement
 from taosr1.evaluation.report import write_report
-from taosr1.inference import PROB_COLS, with_label_probs
+from taosr1.inference import PROB_COLS, engine_failures, with_label_probs
 from taosr1.io.tables import TableStore
 from taosr1.job import Context, Ident, Params, Stage
 from taosr1.labels import LEVELS, TIER_OF_LEVEL
@@ -79,9 +79,10 @@ class Evaluate(Stage[EvaluateParams]):
             tiers = {"gold": _mix(gold)}
             for system, path in p.models.items():
                 model = ModelRef.resolve(path)
-                scored = (with_label_probs(test_df, engine_config(model_path=path, batch_size=p.batch_size))
-                          .select("query_id", "product_id", *PROB_COLS, "error").toPandas()
-                          .sort_values(["query_id", "product_id"]).reset_index(drop=True))
+                with engine_failures():
+                    scored = (with_label_probs(test_df, engine_config(model_path=path, batch_size=p.batch_size))
+                              .select("query_id", "product_id", *PROB_COLS, "error").toPandas()
+                              .sort_values(["query_id", "product_id"]).reset_index(drop=True))
                 if len(scored) != len(test) or scored["error"].notna().any():
                     raise RuntimeError(f"{system}: {scored['error'].notna().sum()} of {len(test)} pairs failed to "
                                        f"score ({len(scored)} came back)")

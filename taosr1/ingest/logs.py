@@ -78,15 +78,27 @@ def read_raw(spark: SparkSession, files: list[str]) -> DataFrame:
             .drop("_mono"))
 
 
+MAX_CHARS = {"query": 500, "event_id": 200, "session_id": 200, "user_id": 200, "query_id": 200, "product_id": 200}
+ID_FIELDS = ("event_id", "session_id", "user_id", "query_id", "product_id")
+CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # C0 controls but tab, newline and carriage return, and DEL
+
+
 def _reason(ds: str) -> Column:
     """The first rule a row breaks, as a reason code; null for a valid row."""
     j = lambda n: F.col(f"j.{n}")  # noqa: E731
     ts = F.try_to_timestamp(j("ts"), F.lit(TS_FORMAT))
     pos = F.expr("try_cast(j.position AS INT)")
-    rules: list[tuple[Column, Column]] = [(F.col("j._corrupt").isNotNull() | F.col("j").isNull(),
-                                           F.lit("malformed_json"))]
+    rules: list[tuple[Column, Column]] = [
+        (F.col("_undecodable"), F.lit("undecodable_bytes")),
+        (F.col("j._corrupt").isNotNull() | F.col("j").isNull(), F.lit("malformed_json"))]
+    for n in RAW_FIELDS:  # an object or an array where a scalar belongs is never turned into text
+        rules.append((F.col("raw").rlike(f'"{n}"\\s*:\\s*[\\[{{]'), F.lit(f"wrong_type:{n}")))
     for n in REQUIRED:
         rules.append((j(n).isNull() | (F.trim(j(n)) == ""), F.lit(f"missing_field:{n}")))
+    for n in ID_FIELDS:
+        rules.append((j(n).rlike(CONTROL), F.lit(f"control_characters:{n}")))
+    for n, cap in MAX_CHARS.items():
+        rules.append((F.length(j(n)) > cap, F.lit(f"too_long:{n}")))
     rules += [
         (~j("event_type").isin(*EVENT_TYPES), F.lit("invalid_event_type")),
         (ts.isNull(), F.lit("invalid_timestamp")),
@@ -104,22 +116,45 @@ def _detail(reason: Column) -> Column:
             .when(reason.isin("invalid_timestamp", "timestamp_outside_day"), F.concat(F.lit("ts="), F.col("j.ts")))
             .when(reason == "invalid_position", F.concat(F.lit("position="), F.col("j.position")))
             .when(reason == "malformed_json", F.lit("not a JSON object"))
+            .when(reason == "conflicting_duplicate", F.concat(F.lit("event_id="), F.col("j.event_id"),
+                                                              F.lit(" arrived with different content")))
+            .when(reason.startswith("too_long:"), F.lit("longer than the field's cap"))
+            .when(reason == "undecodable_bytes", F.lit("not UTF-8; raw kept as base64"))
             .otherwise(F.lit(None)))
 
 
 def classify(raw: DataFrame, ds: str) -> DataFrame:
-    """Parse and classify every row: ``status`` is silver | duplicate | quarantine (with ``reason``)."""
+    """Parse and classify every row: ``status`` is silver | duplicate | quarantine (with ``reason``).
+
+    Bytes that are not UTF-8 are kept as ``base64:<bytes>`` so every reader can read bronze and quarantine; an
+    ``event_id`` seen twice with *different* content is a conflict (all its rows quarantined), identical repeats
+    are duplicates."""
+    bytes_ = F.col("raw").cast("binary")
+    undecodable = F.col("raw") != F.decode(F.encode(F.col("raw"), "UTF-8"), "UTF-8")
+    raw = (raw.withColumn("_undecodable", F.coalesce(undecodable, F.lit(False)))
+           .withColumn("raw", F.when(F.col("_undecodable"), F.concat(F.lit("base64:"), F.base64(bytes_)))
+                       .otherwise(F.col("raw"))))
     schema = ", ".join(f"{n} string" for n in RAW_FIELDS) + ", _corrupt string"
     parsed = raw.withColumn("j", F.from_json("raw", schema, {"mode": "PERMISSIVE",
                                                               "columnNameOfCorruptRecord": "_corrupt"}))
-    reason = _reason(ds)
-    parsed = parsed.withColumn("reason", reason).withColumn("detail", _detail(F.col("reason")))
+    parsed = parsed.withColumn("reason", _reason(ds))
+    content = F.sha2(F.to_json(F.struct(*[F.col(f"j.{n}") for n in RAW_FIELDS if n != "event_id"])), 256)
+    by_event = Window.partitionBy(F.col("j.event_id"))
+    versions = F.size(F.collect_set(F.when(F.col("reason").isNull(), content)).over(by_event))
+    parsed = parsed.withColumn("reason", F.when(F.col("reason").isNull() & (versions > 1),
+                                                F.lit("conflicting_duplicate")).otherwise(F.col("reason")))
+    parsed = parsed.withColumn("detail", _detail(F.col("reason")))
     first = Window.partitionBy(F.col("j.event_id")).orderBy("source_file", "source_row")
     rank = F.when(F.col("reason").isNull(), F.row_number().over(first))
     return (parsed.withColumn("_rank", rank)
             .withColumn("status", F.when(F.col("reason").isNotNull(), "quarantine")
                         .when(F.col("_rank") == 1, "silver").otherwise("duplicate"))
-            .drop("_rank"))
+            .drop("_rank", "_undecodable"))
+
+
+def _clean_query(q: Column) -> Column:
+    """The query as users typed it, minus control characters (each becomes a space) and runs of white space."""
+    return F.trim(F.regexp_replace(F.regexp_replace(q, CONTROL, " "), r"\s+", " "))
 
 
 def _silver(classified: DataFrame, ds: str, run_id: str) -> DataFrame:
@@ -129,7 +164,7 @@ def _silver(classified: DataFrame, ds: str, run_id: str) -> DataFrame:
     return classified.where("status = 'silver'").select(
         F.lit(ds).alias("ds"), j("event_id").alias("event_id"), j("event_type").alias("event_type"),
         F.try_to_timestamp(j("ts"), F.lit(TS_FORMAT)).alias("ts"), j("session_id").alias("session_id"),
-        j("user_id").alias("user_id"), qid.alias("query_id"), j("query").alias("query"),
+        j("user_id").alias("user_id"), qid.alias("query_id"), _clean_query(j("query")).alias("query"),
         j("product_id").alias("product_id"), F.expr("try_cast(j.position AS INT)").alias("position"),
         "source_file", "source_row", F.lit(run_id).alias("ingest_run_id"))
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from taosr1.labels import LABEL_TEXT
+from taosr1.model.loading import stamp_identity
 from taosr1.prompts.cot import STEP_NAMES
 from taosr1.prompts.template import INSTRUCTION, ORDER_HINT
 
@@ -140,6 +141,7 @@ def build_builtin_model(texts: Iterable[str], out_dir: str | Path, cfg: BuiltinC
             "parameters": sum(p.numel() for p in model.parameters()), "corpus_texts": len(corpus),
             "warmup_loss_first_last": [losses[0], losses[-1]] if losses else None}
     (out / "taosr1_model.json").write_text(json.dumps(card, indent=2))
+    stamp_identity(out)
     return out
 
 

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from taosr1.errors import ModelIdentityError
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -26,16 +28,47 @@ def check_model_dir(path: str | Path) -> Path:
     return p.resolve()
 
 
-def model_version(path: str | Path) -> str:
-    """Stable short id of a model folder: its config and the names and sizes of its weight files."""
+CARD = "taosr1_model.json"
+IDENTITY_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                  "chat_template.jinja", "vocab.json", "merges.txt", "tokenizer.model")
+
+
+def content_hash(path: str | Path) -> str:
+    """SHA-256 over every weight file and the config and tokenizer files, each named and read whole."""
     p = check_model_dir(path)
-    h = hashlib.sha256((p / "config.json").read_bytes())
+    h = hashlib.sha256()
     for f in sorted(p.iterdir()):
-        if f.suffix in WEIGHT_SUFFIXES:
-            h.update(f"{f.name}:{f.stat().st_size}".encode())
-            with open(f, "rb") as fh:  # the safetensors header (names, shapes, offsets) plus the first MiB
-                h.update(fh.read(1 << 20))
-    return h.hexdigest()[:12]
+        if f.is_file() and (f.suffix in WEIGHT_SUFFIXES or f.name in IDENTITY_FILES):
+            h.update(f"{f.name}\0{f.stat().st_size}\0".encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def stamp_identity(path: str | Path) -> str:
+    """Record the folder's content hash in its card (at save or import, or after a deliberate change)."""
+    p = Path(path)
+    card = json.loads((p / CARD).read_text()) if (p / CARD).exists() else {"name": p.name}
+    card["content_sha256"] = content_hash(p)
+    (p / CARD).write_text(json.dumps(card, indent=2, default=str))
+    return card["content_sha256"]
+
+
+def model_version(path: str | Path) -> str:
+    """The model's id: the first 12 hex digits of its content hash. Where the card recorded a hash at save time,
+    the files must still match it, else :class:`ModelIdentityError` (a corrupted copy never scores as the good
+    model)."""
+    p = check_model_dir(path)
+    digest = content_hash(p)
+    card = p / CARD
+    if card.exists():
+        recorded = json.loads(card.read_text()).get("content_sha256")
+        if recorded and recorded != digest:
+            raise ModelIdentityError(f"model {p}: its files do not match the identity recorded in {CARD} "
+                                     f"({recorded[:12]} recorded, {digest[:12]} now): corrupted or changed; "
+                                     f"restore it, or re-stamp it after a deliberate change")
+    return digest[:12]
 
 
 def model_name(path: str | Path) -> str:

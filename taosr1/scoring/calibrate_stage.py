@@ -9,7 +9,7 @@ from pydantic import Field
 from pyspark.sql import functions as F
 
 from taosr1.errors import InputError
-from taosr1.inference import PROB_COLS, with_label_probs
+from taosr1.inference import PROB_COLS, check_error_budget, engine_failures, with_label_probs
 from taosr1.job import Context, EngineParams, Stage
 from taosr1.model.reference import ModelRef, save_thresholds
 from taosr1.pairs import with_products
@@ -39,11 +39,13 @@ class Calibrate(Stage[CalibrateParams]):
         model = ModelRef.resolve(engine.model_path, backend=engine.backend)
         labels = store.read("query_product_labels").where(F.col("source") == p.source)
         pairs = with_products(store, labels, how="inner")
-        scored = with_label_probs(pairs, engine).select("label", *PROB_COLS, "error").toPandas()
+        with engine_failures():
+            scored = with_label_probs(pairs, engine).select("label", *PROB_COLS, "error").toPandas()
         c = ctx.report.counts
         c.rows_in = len(scored)
         ok = scored[scored["error"].isna()]
         c.kept, c.filtered["engine_error"] = len(ok), int(scored["error"].notna().sum())
+        check_error_budget(c.filtered["engine_error"], c.rows_in, p.max_error_share, f"calibrate on {p.source}")
         if ok.empty:
             raise InputError(f"no labelled pairs with known products for source '{p.source}'")
         cal = calibrate(ok[list(PROB_COLS)].to_numpy(), ok["label"].to_numpy(dtype=np.int64), p.objective,

@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from taosr1.errors import CountMismatch, InputError
-from taosr1.inference import with_label_probs
+from taosr1.inference import check_error_budget, engine_failures, with_label_probs
 from taosr1.io.tables import TableStore
 from taosr1.job import Context, Day, EngineParams, Stage
 from taosr1.model.reference import ModelRef
@@ -115,11 +115,13 @@ class ScoreCatalog(Stage[ScoreParams]):
                 to_score = to_score.repartition(max(1, ctx.spark.sparkContext.defaultParallelism))
             scored = with_label_probs(to_score, engine, expected_rows=n_to_score).persist(StorageLevel.MEMORY_AND_DISK)
             held.append(scored)
-            n_out = scored.count()
+            with engine_failures():
+                n_out = scored.count()
             if n_out != n_to_score:  # the engine glue must hand back every row it was given, once
                 raise CountMismatch(f"score {ds}: {n_to_score} pairs went to the engine, {n_out} came back")
             failed = scored.where("error IS NOT NULL")
             n_failed = failed.count()
+            check_error_budget(n_failed, n_to_score, p.max_error_share, f"score {ds}")
             bad = pair_rows(rejected, F.col("reason")).select(*KEY, "query", "reason", "detail", "raw").unionByName(
                 pair_rows(failed, "engine_error", F.col("error")).select(*KEY, "query", "reason", "detail", "raw"))
             level = level_column(th)

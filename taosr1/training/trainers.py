@@ -17,7 +17,7 @@ from pydantic import Field
 
 from taosr1.errors import InputError
 from taosr1.job import Context, Ident, Params, Stage
-from taosr1.model.loading import check_model_dir, load_tokenizer
+from taosr1.model.loading import check_model_dir, load_tokenizer, stamp_identity
 from taosr1.training.data import Kind
 
 
@@ -109,6 +109,7 @@ def save_trained(trainer, out_dir: str, stage: str, data_description: str, cfg: 
     card = {"name": f"taosr1-{stage}", "stage": stage, "data": data_description, "config": asdict(cfg),
             "metrics": history[-5:]}
     (out / "taosr1_model.json").write_text(json.dumps(card, indent=2, default=str))
+    stamp_identity(out)
     return out
 
 
@@ -121,6 +122,7 @@ def keep_base(base: str, out: str, stage: str, data_description: str) -> Path:
     card = {"name": f"taosr1-{stage}", "stage": stage, "data": data_description,
             "skipped": f"no training rows; weights are the starting model {src}"}
     (dst / "taosr1_model.json").write_text(json.dumps(card, indent=2))
+    stamp_identity(dst)
     return dst
 
 
