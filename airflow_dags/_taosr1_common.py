@@ -4,6 +4,7 @@ the Spark master comes from the Airflow connection (``spark_default``), everythi
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from datetime import timedelta
@@ -23,6 +24,10 @@ DEFAULT_ARGS = {
     "execution_timeout": timedelta(hours=3),
 }
 
+# Extra Spark conf for every job (JSON), e.g. '{"spark.sql.shuffle.partitions": "64"}'; the master stays in the
+# spark_default connection.
+SPARK_CONF: dict[str, str] = json.loads(os.environ.get("TAOSR1_SPARK_CONF", "{}"))
+
 # Environment for spark-submit: the project's Python on driver and executors.
 SPARK_ENV = {"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON, "TAOSR1_WAREHOUSE": WAREHOUSE}
 
@@ -40,7 +45,8 @@ def chain_steps(steps, variables: dict, settings: dict, extra_args: dict | None 
         args = [*cli_args({**fill(step.wiring, variables), **settings.get(step.id, {})}),
                 "--warehouse", "{{ params.warehouse }}", *(extra_args or {}).get(step.id, [])]
         task = SparkSubmitOperator(task_id=step.id, application=str(JOBS / f"{step.job}.py"), application_args=args,
-                                   name=f"taosr1-{step.id}", env_vars=SPARK_ENV, conn_id="spark_default")
+                                   name=f"taosr1-{step.id}", env_vars=SPARK_ENV, conf=SPARK_CONF,
+                                   conn_id="spark_default")
         if tasks:
             tasks[-1] >> task
         tasks.append(task)

@@ -19,7 +19,7 @@ from airflow.sdk import DAG, Asset, Param, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared module beside the DAGs
-from _taosr1_common import DEFAULT_ARGS, JOBS, SPARK_ENV, WAREHOUSE  # noqa: E402
+from _taosr1_common import DEFAULT_ARGS, JOBS, SPARK_CONF, SPARK_ENV, WAREHOUSE  # noqa: E402
 
 from taosr1.layout import table_path  # noqa: E402
 
@@ -66,7 +66,7 @@ with DAG(
         application=str(JOBS / "ingest_logs.py"),
         application_args=["--input", "{{ params.raw_logs }}", "--ds", "{{ ds }}", "--warehouse",
                           "{{ params.warehouse }}"],
-        name="taosr1-ingest-{{ ds }}", env_vars=SPARK_ENV, conn_id="spark_default",
+        name="taosr1-ingest-{{ ds }}", env_vars=SPARK_ENV, conf=SPARK_CONF, conn_id="spark_default",
     )
     score = SparkSubmitOperator(
         task_id="score",
@@ -74,7 +74,7 @@ with DAG(
         application_args=["--ds", "{{ ds }}", "--warehouse", "{{ params.warehouse }}", "--engine",
                           "{{ params.engine }}", "--model", "{{ params.model_path }}",
                           "--base-url={{ params.base_url }}"],
-        name="taosr1-score-{{ ds }}", env_vars=SPARK_ENV, conn_id="spark_default",
+        name="taosr1-score-{{ ds }}", env_vars=SPARK_ENV, conf=SPARK_CONF, conn_id="spark_default",
     )
 
     @task

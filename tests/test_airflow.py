@@ -28,7 +28,9 @@ def test_dags_in_real_airflow(spark, tmp_path):
                AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW__CORE__UNIT_TEST_MODE="False",
                AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[2]"}',
                PATH=f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}", TAOSR1_WAREHOUSE=str(wh),
-               TAOSR1_PYTHON=sys.executable, TAOSR1_REPO=str(REPO), TAOSR1_DAG_RETRIES="0")
+               TAOSR1_PYTHON=sys.executable, TAOSR1_REPO=str(REPO), TAOSR1_DAG_RETRIES="0",
+               TAOSR1_SPARK_CONF='{"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false", '
+                                 '"spark.ui.showConsoleProgress": "false"}')
     env.pop("SPARK_REMOTE", None)
     env.pop("PYSPARK_GATEWAY_PORT", None)
     mig = subprocess.run([str(AIRFLOW_PY), "-m", "airflow", "db", "migrate"], env=env, capture_output=True,

@@ -206,6 +206,9 @@ def test_analyst_queries_agree_on_spark_and_duckdb(spark, ingested, builtin_mode
     other = tmp_path / "model-b"
     shutil.copytree(builtin_model, other)
     (other / "config.json").write_text((other / "config.json").read_text() + "\n")
+    from taosr1.model.loading import stamp_identity
+
+    stamp_identity(other)  # a deliberate change: recorded as the model's new identity
     job(store, "score_catalog", ds="2026-11-19", model=str(other), beta_cum=0.35)
     job(store, "sample_candidates", start="2026-11-19", end="2026-11-19")
     assert set(analytics.list_queries()) == {"tier_distribution_by_day", "queries_with_most_irrelevant_results",
