@@ -102,7 +102,7 @@ def _prologue(df: DataFrame, config: EngineConfig, added: list[StructField]) -> 
     return config.model_dump_json(), schema
 
 
-def _worker(cfg_json: str, order: str) -> tuple[Engine, Callable[[dict], str]]:
+def engine_in_worker(cfg_json: str, order: str) -> tuple[Engine, Callable[[dict], str]]:
     """In the executor: the engine (once per process) and the prompt builder for its tokenizer."""
     from taosr1.prompts import build_messages, render_prompt
 
@@ -127,7 +127,7 @@ def with_label_probs(df: DataFrame, config: EngineConfig, *, order: str = "post_
     per_task = expected_rows / parts if expected_rows else 0
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        engine, make_prompt = _worker(cfg_json, order)
+        engine, make_prompt = engine_in_worker(cfg_json, order)
         batch_size = engine.config.batch_size
         done, started = 0, time.time()
         for pdf in batches:
@@ -178,7 +178,7 @@ def with_samples(df: DataFrame, config: EngineConfig, *, n: int, temperature: fl
     columns = [f.name for f in out_schema.fields]
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        engine, make_prompt = _worker(cfg_json, order)
+        engine, make_prompt = engine_in_worker(cfg_json, order)
         done, started = 0, time.time()
         for pdf in batches:
             out_rows = []

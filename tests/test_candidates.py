@@ -92,6 +92,17 @@ def test_tagger_precision_and_recall_per_type(logs_world, world):
             assert prec >= 0.9 and rec >= 0.9, (t, prec, rec)
 
 
+def test_any_engine_can_tag_query_types(logs_world, builtin_model):
+    """An engine asked per distinct query; where it names no type (the built-in toy model mostly will not), the
+    rules decide, and the version says which tagger ran."""
+    store, _, _ = logs_world
+    rep = job(store, "sample_candidates", start="2026-11-21", end="2026-11-21", tagger="engine", model=builtin_model)
+    cand = store.read("candidate_pairs").where(F.col("window_id") == "2026-11-21_2026-11-21").toPandas()
+    assert len(cand) == rep.counts.kept > 0
+    assert set(cand["query_type"]) <= {"negation", "alternative", "qa", "knowledge", "plain"}
+    assert cand["tagger_version"].iloc[0].startswith("engine:hf:") and 0 <= rep.info["engine_named_types"]
+
+
 def test_allocation_overweights_hard_types_and_uses_the_whole_budget():
     avail = {("negation", "tail"): 5, ("plain", "head"): 100, ("qa", "torso"): 50}
     q = allocate(avail, {"negation": 3, "qa": 3, "plain": 1, "alternative": 3, "knowledge": 3}, 40)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pyspark.sql import DataFrame, Window
@@ -20,7 +21,7 @@ from pyspark.sql import functions as F
 from taosr1.corpora.tagger import TaggerRules
 from taosr1.errors import CountMismatch, InputError
 from taosr1.io.tables import TableStore
-from taosr1.job import Context, Day, Params, Stage
+from taosr1.job import Context, Day, EngineParams, Stage
 from taosr1.obs import get_logger, log_event
 from taosr1.pairs import KEY
 
@@ -29,10 +30,12 @@ STAGE = "sample_candidates"
 PROBS = ("p4", "p3", "p2", "p1")
 
 
-class CandidatesParams(Params):
+class CandidatesParams(EngineParams):
     start: Day = Field(description="First day of the window (yyyy-MM-dd).")
     end: Day = Field(description="Last day of the window (inclusive).")
     rules: str | None = Field(default=None, description="Your own query-type rules (JSON, the shipped file's shape).")
+    tagger: Literal["rules", "engine"] = Field(default="rules", description="rules, or an engine (--engine, --model) "
+                                               "asked per distinct query, with the rules where it names no type")
     head_quantile: float = Field(default=0.9, gt=0, lt=1, description="Queries at or above this percentile of "
                                  "traffic are head.")
     torso_quantile: float = Field(default=0.5, gt=0, lt=1, description="… at or above this one torso, the rest "
@@ -116,14 +119,29 @@ class SampleCandidates(Stage[CandidatesParams]):
             q_traffic = q_traffic.withColumn("pr", rank).withColumn(
                 "traffic_band", F.when(F.col("pr") >= p.head_quantile, "head")
                 .when(F.col("pr") >= p.torso_quantile, "torso").otherwise("tail")).drop("pr")
+            qtype, tagger_version = rules.column(F.col("query")), rules.version
+            if p.tagger == "engine":
+                from taosr1.corpora.tagger import engine_types
+                from taosr1.inference import engine_failures
+                from taosr1.model.reference import ModelRef
+
+                engine = p.engine_config(store.root)
+                queries = shown.groupBy("query_id").agg(F.min("query").alias("query"))
+                with engine_failures():
+                    asked = engine_types(queries, engine).persist()
+                    n_named = asked.where("engine_type IS NOT NULL").count()
+                shown = shown.join(asked, "query_id", "left")
+                qtype = F.coalesce(F.col("engine_type"), qtype)
+                version = ModelRef.resolve(engine.model_path, backend=engine.backend).version
+                tagger_version = f"engine:{engine.backend}:{version}+{rules.version}"
+                ctx.report.info["engine_named_types"] = n_named
             out = (shown.join(q_traffic, "query_id")
                    .join(human_labels(store), KEY, "left").join(latest_scores(store, p.start, p.end), KEY, "left")
                    .select(F.lit(p.window_id).alias("window_id"), "query_id", "query", "product_id", "impressions",
                            "clicks", "add_to_carts", "orders", (F.col("clicks") / F.col("impressions")).alias("ctr"),
                            "mean_position", F.col("best_position").cast("int").alias("best_position"),
                            "first_seen", "last_seen", "query_impressions", "traffic_band",
-                           rules.column(F.col("query")).alias("query_type"),
-                           F.lit(rules.version).alias("tagger_version"), "label",
+                           qtype.alias("query_type"), F.lit(tagger_version).alias("tagger_version"), "label",
                            F.coalesce("n_judgments", F.lit(0)).cast("int").alias("n_judgments"), *PROBS, "entropy",
                            "scored_model_version", F.lit(ctx.run_id).alias("run_id"),
                            F.current_timestamp().alias("created_at")))
@@ -143,6 +161,6 @@ class SampleCandidates(Stage[CandidatesParams]):
             c.extra = {"impressions": int(want), "missing_days": len(missing),
                        **{f"mix:{r['query_type']}:{r['traffic_band']}": r["count"] for r in mix}}
             ctx.report.info.update(window_id=p.window_id, missing_days=missing,
-                                   params={"tagger_version": rules.version, "missing_days": missing})
+                                   params={"tagger_version": tagger_version, "missing_days": missing})
         finally:
             pairs.unpersist()
