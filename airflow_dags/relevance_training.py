@@ -1,7 +1,7 @@
 """relevance_training: the TaoSR1 loop, one SparkSubmit task per step of :data:`taosr1.stages.TRAINING_LOOP`.
 
-corpora → SFT → pass@N with the SFT policy → DPO pairs → DPO → pass@N with the DPO policy → difficulty → GRPO →
-evaluate: the same steps and wiring ``taosr1 pipeline train`` walks in-process. Ids come from the run
+corpora → SFT → pass@N with the SFT policy → DPO pairs → DPO → pass@N with the DPO policy → difficulty →
+GRPO → evaluate: the same steps and wiring ``taosr1 pipeline train`` walks in-process. Ids come from the run
 (``corpus-<source>-<ds_nodash>``, ``passn-<source>-<ds_nodash>-sft|dpo``), so a retried task replaces its own
 partitions and a retried pass@N resumes its unfinished chunks.
 """

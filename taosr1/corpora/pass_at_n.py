@@ -71,7 +71,8 @@ def check_resume(store: TableStore, run_id: str, p: PassAtNParams, version: str)
     changed = []
     if first:
         before = json.loads(first[0]["params"])
-        changed = [f"{k}: {before.get(k)!r} -> {getattr(p, k)!r}" for k in RESUME_KEYS if before.get(k) != getattr(p, k)]
+        changed = [f"{k}: {before.get(k)!r} -> {getattr(p, k)!r}" for k in RESUME_KEYS
+                   if before.get(k) != getattr(p, k)]
     versions = {r[0] for r in store.read("pass_at_n_samples").where(F.col("run_id") == run_id)
                 .select("model_version").distinct().collect()}
     if versions - {version}:

@@ -75,7 +75,8 @@ class SftCorpus(Stage[SftParams]):
             taught = (with_samples(train, engine, n=1, temperature=0.7, max_new_tokens=p.max_new_tokens, seed=p.seed)
                       .withColumnRenamed("text", "completion_text")
                       .withColumn("teacher_label", F.lit(None).cast("int")))
-            teacher_name = f"engine:{engine.backend}:{ModelRef.resolve(engine.model_path, backend=engine.backend).version}"
+            version = ModelRef.resolve(engine.model_path, backend=engine.backend).version
+            teacher_name = f"engine:{engine.backend}:{version}"
         taught = taught.withColumn("parsed", parsed(F.col("completion_text"))).persist()
         try:
             c = ctx.report.counts
