@@ -188,6 +188,8 @@ def test_killed_scoring_run_leaves_the_previous_version(spark, ingested, builtin
     proc.wait()
     assert seen, "the job never reached scoring"
     assert store.version("relevance_scores") == before_version
+    killed = store.read("job_runs").where("job = 'score_catalog' AND status = 'running'").collect()
+    assert len(killed) == 1 and killed[0].ds == "2026-11-19"  # the killed run stays visible as running
     after = store.read("relevance_scores").toPandas().sort_values(["query_id", "product_id"]).reset_index(drop=True)
     assert after.equals(before)
     # and the next run succeeds on top of the debris
