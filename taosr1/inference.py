@@ -26,11 +26,11 @@ from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, 
 from taosr1.engines import Engine, EngineConfig, config_from_json, create_engine
 from taosr1.errors import EngineUnavailable, ErrorBudgetExceeded, Taosr1Error
 from taosr1.obs import get_logger, log_event
+from taosr1.pairs import PRODUCT_FIELDS
 
 log = get_logger(__name__)
 T = TypeVar("T")
 _ENGINES: dict[str, Engine] = {}
-PRODUCT_COLS = ("title", "category", "brand", "price", "attributes", "description")
 PROB_COLS = ("p4", "p3", "p2", "p1")
 SAMPLE_COLS = (("sample_idx", IntegerType()), ("text", StringType()), ("logprob", DoubleType()),
                ("n_tokens", IntegerType()))
@@ -109,7 +109,7 @@ def engine_in_worker(cfg_json: str, order: str) -> tuple[Engine, Callable[[dict]
     engine = engine_for(config_from_json(cfg_json))
 
     def make(row: dict) -> str:
-        product = {k: row.get(k) for k in PRODUCT_COLS}
+        product = {k: row.get(k) for k in PRODUCT_FIELDS}
         return render_prompt(engine.tokenizer, build_messages(row["query"], product, order))  # type: ignore[arg-type]
 
     return engine, make
