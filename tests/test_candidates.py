@@ -25,16 +25,14 @@ def logs_world(spark, world, tmp_path_factory):
     """Three days of logs with the middle day missing from silver, 30% of the queries judged, one day scored."""
     root = tmp_path_factory.mktemp("cand")
     store = store_at(spark, root / "wh")
-    job(store, "load_labels", source="world")
+    loaded = job(store, "load_labels", source="world", judged_share=0.3)
     products, labels = world
     simulate_logs(products, labels, root / "raw", SimConfig(days=3, sessions_per_day=120, seed=21))
     ingest_logs(store, str(root / "raw"), "2026-11-19")
     ingest_logs(store, str(root / "raw"), "2026-11-21")
-    judged = labels[labels["query_id"].map(lambda q: zlib.crc32(q.encode()) % 10 < 3)]
-    from taosr1.contracts import to_spark
-
-    store.write("query_product_labels", to_spark(spark, judged, "query_product_labels"), "overwrite",
-                replace={"source": "world"})
+    judged = labels[labels["query_id"].map(lambda q: zlib.crc32(q.encode()) % 10_000 < 3_000)]
+    assert loaded.counts.kept == len(judged)
+    assert loaded.counts.filtered["held_back_unjudged"] == len(labels) - len(judged)
     job(store, "score_catalog", ds="2026-11-21", engine="rules")
     rep = job(store, "sample_candidates", start="2026-11-19", end="2026-11-21")
     return store, rep, judged

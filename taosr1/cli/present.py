@@ -63,6 +63,9 @@ def _present_evaluate(store, rep) -> None:
 
 
 def _present_load(store, rep) -> None:
+    if "products" not in rep.info:  # raters' answers: votes, quarantined rows, repeats
+        present_counts(store, rep)
+        return
     p, lab = rep.info["products"], rep.info["labels"]
     console.print(f"products: {p.rows} rows (v{p.version}); query_product_labels: {lab.rows} rows (v{lab.version})")
 

@@ -18,6 +18,9 @@ class LoadLabelsParams(Params):
     labels: str | None = Field(default=None, description="user source: labels Parquet; annotations: the answers "
                                "file")
     seed: int = 7
+    judged_share: float = Field(default=1.0, gt=0, le=1, description="Load the judgments of only this share of "
+                                "the queries (chosen by a hash of query_id): the rest stay unlabelled, e.g. for an "
+                                "annotation round on the sample world.")
 
 
 class LoadLabels(Stage[LoadLabelsParams]):
@@ -42,6 +45,12 @@ class LoadLabels(Stage[LoadLabelsParams]):
 
         products, labels = load_source(p.source, seed=p.seed, split=p.split, products_path=p.products,
                                        labels_path=p.labels)
+        if p.judged_share < 1:
+            import zlib
+
+            keep = labels["query_id"].map(lambda q: zlib.crc32(str(q).encode()) % 10_000 < p.judged_share * 10_000)
+            ctx.report.counts.filtered["held_back_unjudged"] = int((~keep).sum())
+            labels = labels[keep].reset_index(drop=True)
         publish_judgments(ctx, products, labels, p.source)
 
 
@@ -55,6 +64,6 @@ def publish_judgments(ctx: Context, products: pd.DataFrame, labels: pd.DataFrame
     wl = ctx.write("query_product_labels", to_spark(ctx.spark, labels, "query_product_labels"), "overwrite",
                    replace={"source": source})
     c = ctx.report.counts
-    c.rows_in, c.kept = len(labels), wl.rows
+    c.rows_in, c.kept = len(labels) + sum(c.filtered.values()), wl.rows
     c.extra = {"products_in": len(products), "products": wp.rows}
     ctx.report.info.update(products=wp, labels=wl)
