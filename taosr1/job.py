@@ -71,9 +71,9 @@ class EngineParams(Params):
     max_error_share: float = Field(default=0.01, ge=0, le=1, description="Error budget: the run fails, publishing "
                                    "nothing, when more than this share of rows fail in the engine.")
 
-    def engine_config(self, warehouse_root: str, *, model: str | None = None) -> EngineConfig:
+    def engine_config(self, warehouse_root: str) -> EngineConfig:
         """The backend's validated config; options that backend does not take are left out."""
-        path = model or self.model or os.environ.get("TAOSR1_MODEL") or f"{warehouse_root}/models/taosr1-builtin"
+        path = self.model or os.environ.get("TAOSR1_MODEL") or f"{warehouse_root}/models/taosr1-builtin"
         own = {"hf": dict(dtype=self.dtype, device=self.device), "vllm": dict(dtype=self.dtype, device=self.device),
                "openai": dict(base_url=self.base_url, served_model=self.served_model), "rules": {}}[self.engine]
         return engine_config(backend=self.engine, model_path=path if self.engine != "rules" else "rules",

@@ -72,6 +72,8 @@ class DeltaSparkStore(TableStore):
     def _merge(self, c: Contract, df: DataFrame, keys: list[str]) -> WriteResult:
         view = f"taosr1_merge_src_{uuid.uuid4().hex[:8]}"
         df.createOrReplaceTempView(view)
+        # Only code-defined key names, a generated view name and the warehouse path reach this text, never user data;
+        # DeltaTable.forPath (the API form) is not available on Spark Connect servers such as Sail.
         on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
         self.spark.sql(f"MERGE INTO delta.`{self.path(c.table)}` AS t USING {view} AS s ON {on} "
                        f"WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
