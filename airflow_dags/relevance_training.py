@@ -23,6 +23,8 @@ VARIABLES = {
     "source": "{{ params.source }}", "corpus": "corpus-{{ params.source }}-{{ ds_nodash }}",
     "run": "passn-{{ params.source }}-{{ ds_nodash }}", "base": "{{ params.base_model }}",
     "models": "{{ params.warehouse }}/models", "from_candidates": "{{ params.from_candidates }}",
+    "prompt": "{{ params.prompt }}",
+    "eval_corpus": "corpus-{{ params.source }}-{{ ds_nodash }}", "eval_source": "", "eval_train_source": "",
 }
 # a training step's output folder, as the loop's later steps name it
 for step in TRAINING_LOOP:
@@ -51,6 +53,8 @@ with DAG(
                                  "pairs make the corpus; empty: the source's judgments"),
         "warehouse": Param(WAREHOUSE, type="string"),
         "base_model": Param(f"{WAREHOUSE}/models/taosr1-builtin", type="string", description="the base policy"),
+        "prompt": Param("long", enum=["long", "compact"], description="the base model's prompt variant (its card's "
+                        "`prompt`; imported small models use compact)"),
         "n": Param(5, type="integer", minimum=2),
         "temperature": Param(1.0, type="number", exclusiveMinimum=0),
         "max_new_tokens": Param(160, type="integer", minimum=1),

@@ -104,13 +104,19 @@ def _prologue(df: DataFrame, config: EngineConfig, added: list[StructField]) -> 
 
 def engine_in_worker(cfg_json: str, order: str) -> tuple[Engine, Callable[[dict], str]]:
     """In the executor: the engine (once per process) and the prompt builder for its tokenizer."""
+    from taosr1.model.loading import prompt_variant
     from taosr1.prompts import build_messages, render_prompt
 
-    engine = engine_for(config_from_json(cfg_json))
+    config = config_from_json(cfg_json)
+    engine = engine_for(config)
+    variant = "long" if config.backend == "rules" else prompt_variant(config.model_path)
 
     def make(row: dict) -> str:
         product = {k: row.get(k) for k in PRODUCT_FIELDS}
-        return render_prompt(engine.tokenizer, build_messages(row["query"], product, order))  # type: ignore[arg-type]
+        messages = build_messages(row["query"], product, order, variant)  # type: ignore[arg-type]
+        if row.get("teacher_hint"):  # a teacher is told the human label and the rules (our text, not the pair's)
+            messages[-1]["content"] += "\n" + row["teacher_hint"]
+        return render_prompt(engine.tokenizer, messages)
 
     return engine, make
 
@@ -181,26 +187,46 @@ def with_samples(df: DataFrame, config: EngineConfig, *, n: int, temperature: fl
         engine, make_prompt = engine_in_worker(cfg_json, order)
         done, started = 0, time.time()
         for pdf in batches:
-            out_rows = []
-            for rec in pdf.to_dict("records"):
-                row_seed = seed + zlib.crc32(f"{rec.get('query_id')}|{rec.get('product_id')}".encode())
-                res = run_bisected(lambda items: engine.sample(items, n=n, temperature=temperature, top_p=top_p,
-                                                               max_new_tokens=max_new_tokens, seed=row_seed),
-                                   [make_prompt(rec)])
-                samples, err = res[0]
-                if err is not None or samples is None:
-                    out_rows.append({**rec, "sample_idx": None, "text": None, "logprob": None, "n_tokens": None,
-                                     "error": err or "no samples"})
-                    continue
-                for k, s in enumerate(samples):
-                    out_rows.append({**rec, "sample_idx": k, "text": s.text, "logprob": s.logprob,
-                                     "n_tokens": len(s.token_logprobs), "error": None})
+            out = sample_frame(engine, make_prompt, pdf, n=n, temperature=temperature, top_p=top_p,
+                               max_new_tokens=max_new_tokens, seed=seed)
             done += len(pdf)
             log_event(log, "sample.batch", rows=len(pdf), task_rows=done,
                       rows_per_s=round(done / max(time.time() - started, 1e-9), 2), n=n)
-            yield pd.DataFrame(out_rows, columns=columns)
+            yield out.reindex(columns=columns)
 
     return df.mapInPandas(run, out_schema)
+
+
+def row_seed(seed: int, rec: dict) -> int:
+    """A pair's sampling seed: the run's seed and the pair's key, never its position in a batch."""
+    return seed + zlib.crc32(f"{rec.get('query_id')}|{rec.get('product_id')}".encode())
+
+
+def sample_frame(engine: Engine, make_prompt: Callable[[dict], str], pdf: pd.DataFrame, *, n: int,
+                 temperature: float, top_p: float, max_new_tokens: int, seed: int) -> pd.DataFrame:
+    """``n`` samples for every row of one Arrow batch in *one* engine call (vLLM batches across pairs; hf runs
+    its batched decoder), each row seeded by its pair; a failing call is bisected down to the rows that fail."""
+    recs = pdf.to_dict("records")
+    items, failed = [], {}
+    for i, rec in enumerate(recs):
+        try:
+            items.append((i, make_prompt(rec), row_seed(seed, rec)))
+        except Exception as e:  # noqa: BLE001
+            failed[i] = f"prompt: {type(e).__name__}: {e}"[:500]
+    results = run_bisected(lambda its: engine.sample([p for _, p, _ in its], n=n, temperature=temperature,
+                                                     top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
+                                                     seeds=[s for _, _, s in its]), items)
+    by_row = {it[0]: res for it, res in zip(items, results)}
+    rows: list[dict] = []
+    for i, rec in enumerate(recs):
+        samples, err = by_row.get(i, (None, failed.get(i)))
+        if err is not None or samples is None:
+            rows.append({**rec, "sample_idx": None, "text": None, "logprob": None, "n_tokens": None,
+                         "error": err or "no samples"})
+            continue
+        rows.extend({**rec, "sample_idx": k, "text": s.text, "logprob": s.logprob, "n_tokens": len(s.token_logprobs),
+                     "error": None} for k, s in enumerate(samples))
+    return pd.DataFrame(rows, columns=[*pdf.columns, "sample_idx", "text", "logprob", "n_tokens", "error"])
 
 
 @contextmanager

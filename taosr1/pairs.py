@@ -24,8 +24,8 @@ def with_products(store: TableStore, df: DataFrame, *, how: str = "left") -> Dat
     return df.join(products, "product_id", how)
 
 
-def prompt_column() -> Column:
-    """[system, user] messages of each row's pair (post-CoT instruction), as a Spark column."""
+def prompt_column(variant: str = "long") -> Column:
+    """[system, user] messages of each row's pair (post-CoT instruction, long or compact), as a Spark column."""
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf(MSG)
@@ -37,7 +37,7 @@ def prompt_column() -> Column:
         for q, t, c, b, p, a, d in zip(query, title, category, brand, price, attributes, description):
             a = dict(a) if a is not None and not isinstance(a, dict) else a
             out.append(build_messages(q, {"title": t, "category": c, "brand": b, "price": p, "attributes": a,
-                                          "description": d}))
+                                          "description": d}, "post_cot", variant))
         return pd.Series(out)
 
     return build("query", *PRODUCT_FIELDS)

@@ -67,38 +67,66 @@ ANNOTATION_ROUND: tuple[Step, ...] = (
 )
 
 # TaoSR1's order: SFT on the teacher's CoT, pass@N with the SFT policy → DPO, difficulty with the DPO policy → GRPO.
+# ``sft_think_first`` is the paper's ablation (the same corpus, CoT before the label), evaluated beside the rest.
 TRAINING_LOOP: tuple[Step, ...] = (
     Step("corpus", "build_sft_corpus", {"source": "{source}", "corpus_id": "{corpus}",
-                                        "from_candidates": "{from_candidates}"}),
+                                        "from_candidates": "{from_candidates}", "prompt": "{prompt}"}),
     Step("sft", "train_sft", {"data": "{corpus}", "base": "{base}", "out": "{models}/sft-{corpus}"},
          produces="sft_model"),
+    Step("sft_think_first", "train_sft", {"data": "{corpus}", "base": "{base}", "out": "{models}/sft-tf-{corpus}",
+                                          "order": "think_first"}, produces="sft_tf_model"),
     Step("passn_sft", "sample_pass_at_n", {"corpus_id": "{corpus}", "run_id": "{run}-sft", "model": "{sft_model}"}),
-    Step("dpo_pairs", "build_dpo_pairs", {"run_id": "{run}-sft"}),
+    Step("dpo_pairs", "build_dpo_pairs", {"run_id": "{run}-sft", "prompt": "{prompt}"}),
     Step("dpo", "train_dpo", {"data": "{run}-sft", "base": "{sft_model}", "out": "{models}/dpo-{corpus}"},
          produces="dpo_model"),
     Step("passn_dpo", "sample_pass_at_n", {"corpus_id": "{corpus}", "run_id": "{run}-dpo", "model": "{dpo_model}"}),
-    Step("difficulty", "label_difficulty", {"run_id": "{run}-dpo"}),
+    Step("difficulty", "label_difficulty", {"run_id": "{run}-dpo", "prompt": "{prompt}"}),
     Step("grpo", "train_grpo", {"data": "{run}-dpo", "base": "{dpo_model}", "out": "{models}/grpo-{corpus}"},
          produces="grpo_model"),
-    Step("evaluate", "evaluate", {"corpus_id": "{corpus}", "models": {
-        "base": "{base}", "sft": "{sft_model}", "dpo": "{dpo_model}", "grpo": "{grpo_model}"}}),
+    Step("evaluate", "evaluate", {"corpus_id": "{eval_corpus}", "source": "{eval_source}",
+                                  "train_source": "{eval_train_source}", "models": {
+                                      "base": "{base}", "sft_think_first": "{sft_tf_model}", "sft": "{sft_model}",
+                                      "dpo": "{dpo_model}", "grpo": "{grpo_model}"}}),
 )
+
+# Settings per model size. ``builtin``: the 0.7M-parameter built-in model (tests, the demo). ``small``: an imported
+# ~100M-parameter model on CPU cores: the top layers fully fine-tuned in bf16 autocast where the CPU has bf16
+# instructions (each step's cost is mostly the backward pass, which then stops at the trained layers).
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "builtin": {
+        "sft": dict(learning_rate=3e-3, batch_size=8),
+        "dpo": dict(learning_rate=5e-4, batch_size=8),
+        "grpo": dict(learning_rate=2e-4, batch_size=8),
+        "passn": dict(batch_size=16),
+        "evaluate": {},
+    },
+    "small": {
+        "sft": dict(learning_rate=1e-4, batch_size=8, train_layers=10, dtype="auto"),
+        "dpo": dict(learning_rate=5e-6, batch_size=8, train_layers=10, dtype="auto"),
+        "grpo": dict(learning_rate=2e-6, batch_size=8, train_layers=10, dtype="auto"),
+        "passn": dict(batch_size=64, dtype="auto"),
+        "evaluate": dict(dtype="auto", batch_size=64),
+    },
+}
 
 
 def loop_settings(*, n: Any, temperature: Any, max_new_tokens: Any, grpo_completion_tokens: Any, sft_steps: Any,
-                  dpo_steps: Any, grpo_steps: Any, seed: Any, embeddings: Any = True) -> dict[str, dict[str, Any]]:
+                  dpo_steps: Any, grpo_steps: Any, seed: Any, embeddings: Any = True, recipe: str = "builtin",
+                  passn_pairs: Any = None, eval_pairs: Any = None) -> dict[str, dict[str, Any]]:
     """Each step's own settings beside its wiring (values may be Airflow templates). Training steps with no rows
     keep their starting model so a scheduled loop runs to the evaluation."""
+    r = RECIPES[recipe]
     passn = dict(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, chunks=4,
-                 balanced_only=True, batch_size=16)
+                 balanced_only=True, max_pairs=passn_pairs, **r["passn"])
+    sft = dict(max_steps=sft_steps, if_empty="keep_base", **r["sft"])
     return {
         "corpus": dict(seed=seed),
-        "sft": dict(max_steps=sft_steps, learning_rate=3e-3, batch_size=8, if_empty="keep_base"),
+        "sft": sft, "sft_think_first": sft,
         "passn_sft": passn, "passn_dpo": passn,
-        "dpo": dict(max_steps=dpo_steps, learning_rate=5e-4, batch_size=8, if_empty="keep_base"),
-        "grpo": dict(max_steps=grpo_steps, learning_rate=2e-4, batch_size=8, num_generations=4,
-                     max_completion_length=grpo_completion_tokens, if_empty="keep_base"),
-        "evaluate": dict(embeddings=embeddings),
+        "dpo": dict(max_steps=dpo_steps, if_empty="keep_base", **r["dpo"]),
+        "grpo": dict(max_steps=grpo_steps, num_generations=4, max_completion_length=grpo_completion_tokens,
+                     if_empty="keep_base", **r["grpo"]),
+        "evaluate": dict(embeddings=embeddings, max_pairs=eval_pairs, **r["evaluate"]),
     }
 
 

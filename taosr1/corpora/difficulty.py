@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 from taosr1.corpora.pass_at_n import run_samples
 from taosr1.job import Context, Ident, Params, Stage
 from taosr1.pairs import KEY, bucket_hash, prompt_column, with_products
+from taosr1.prompts.template import PromptVariant
 
 
 class DifficultyParams(Params):
@@ -23,6 +24,8 @@ class DifficultyParams(Params):
     gamma: int | None = Field(default=None, ge=1, description="Keep 0 < correct < gamma (default N).")
     balance: Literal["equal", "none"] = "equal"
     seed: int = 13
+    prompt: PromptVariant = Field(default="long", description="Prompt variant of the GRPO policy (its model card's "
+                                  "`prompt`).")
 
 
 class Difficulty(Stage[DifficultyParams]):
@@ -63,7 +66,7 @@ class Difficulty(Stage[DifficultyParams]):
         pairs = with_products(store, store.read("corpus_pairs").where(F.col("corpus_id") == corpus_id)
                               .select(*KEY, "query")).drop("_known")
         j = per.join(pairs, KEY, "left")
-        out = j.select(F.lit(p.run_id).alias("run_id"), *KEY, "split", prompt_column().alias("prompt"),
+        out = j.select(F.lit(p.run_id).alias("run_id"), *KEY, "split", prompt_column(p.prompt).alias("prompt"),
                        F.col("label").alias("gold_label"), F.col("n_correct").cast("int").alias("n_correct"),
                        F.col("n_samples").cast("int").alias("n_samples"), "pass_rate", "bucket", "in_grpo")
         w = ctx.write("grpo_prompts", out, "overwrite", replace={"run_id": p.run_id})

@@ -18,10 +18,13 @@ from pyspark.sql import functions as F
 from taosr1.corpora.pass_at_n import run_samples
 from taosr1.job import Context, Ident, Params, Stage
 from taosr1.pairs import KEY, message, prompt_column, with_products
+from taosr1.prompts.template import PromptVariant
 
 
 class DpoParams(Params):
     run_id: Ident = Field(description="pass@N run id.")
+    prompt: PromptVariant = Field(default="long", description="Prompt variant of the policy (its model card's "
+                                  "`prompt`), for pairs with no teacher prompt.")
 
 
 class DpoPairs(Stage[DpoParams]):
@@ -65,7 +68,7 @@ class DpoPairs(Stage[DpoParams]):
                 "rej_text IS NOT NULL AND chosen_text IS NULL").count()
             keep = j.where("rej_text IS NOT NULL AND chosen_text IS NOT NULL")
             out = keep.select(F.lit(p.run_id).alias("run_id"), *KEY, "split",
-                              F.coalesce(F.col("prompt"), prompt_column()).alias("prompt"),
+                              F.coalesce(F.col("prompt"), prompt_column(p.prompt)).alias("prompt"),
                               message("chosen_text").alias("chosen"), message("rej_text").alias("rejected"),
                               "chosen_source", F.col("n_correct").cast("int").alias("n_correct"),
                               F.col("n_samples").cast("int").alias("n_samples"), "label")

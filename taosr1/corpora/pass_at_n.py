@@ -35,6 +35,15 @@ class PassAtNParams(EngineParams):
     split: str = "train"
     balanced_only: bool = Field(default=False, description="Sample only the class-balanced train pairs.")
     max_chunks: int | None = Field(default=None, ge=1, description="Stop after this many new chunks.")
+    max_pairs: int | None = Field(default=None, ge=1, description="Sample a stated subset: at most this many pairs, "
+                                  "chosen by a hash of the pair (the rest count as filtered).")
+
+
+def seeding(engine_cfg) -> str:
+    """How the run's samples are seeded, for its record: per pair where the engine can, else once per engine."""
+    if engine_cfg.backend == "vllm" and not str(engine_cfg.device).startswith("cuda"):
+        return "engine-level seed, stable order (vLLM's CPU build cannot seed per request)"
+    return "per pair (seed + hash of query_id|product_id)"
 
 
 def done_chunks(store: TableStore, run_id: str) -> set[int]:
@@ -57,7 +66,7 @@ def run_samples(store: TableStore, run_id: str) -> tuple[DataFrame, str]:
 
 
 RESUME_KEYS = ("corpus_id", "n", "temperature", "top_p", "max_new_tokens", "seed", "chunks", "split",
-               "balanced_only", "engine")
+               "balanced_only", "engine", "max_pairs")
 
 
 def check_resume(store: TableStore, run_id: str, p: PassAtNParams, version: str) -> None:
@@ -113,11 +122,18 @@ class PassAtN(Stage[PassAtNParams]):
         c.rows_in = base.count()
         if c.rows_in == 0:
             raise InputError(f"corpus {p.corpus_id} has no '{p.split}' pairs")
+        if p.max_pairs and p.max_pairs < c.rows_in:
+            from pyspark.sql import Window
+
+            rank = F.row_number().over(Window.orderBy(bucket_hash(KEY, 11), *KEY))
+            base = base.withColumn("_r", rank).where(F.col("_r") <= p.max_pairs).drop("_r")
+            c.filtered["over_max_pairs"] = c.rows_in - p.max_pairs
         already = done_chunks(store, run_id)
         if already:
             check_resume(store, run_id, p, version)
         todo = [k for k in range(p.chunks) if k not in already][: p.max_chunks]
-        ctx.report.info.update(run_id=run_id, params={"model_version": version, "resumed_chunks": sorted(already)})
+        ctx.report.info.update(run_id=run_id, params={"model_version": version, "resumed_chunks": sorted(already),
+                                                      "seeding": seeding(engine)})
         with Progress(transient=True) as progress:
             task = progress.add_task(f"pass@{p.n} chunks", total=len(todo))
             for k in todo:

@@ -13,6 +13,7 @@ from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 from taosr1.corpora.splits import Balance, split_pairs
 from taosr1.job import Context, EngineParams, Ident, OptionalIdent, Stage
 from taosr1.pairs import message, parsed, prompt_column, with_products
+from taosr1.prompts.template import PROMPT_VERSIONS, PromptVariant
 from taosr1.quarantine import pair_key
 
 STAGE = "build_sft_corpus"
@@ -25,11 +26,19 @@ class SftParams(EngineParams):
                                           "window (start_end) instead of one source's judgments.")
     max_label_cv: float = Field(default=1.0, ge=0, description="Gate: the largest coefficient of variation of the "
                                 "SFT corpus' label counts (0 = perfectly balanced).")
-    teacher: Literal["knowledge", "engine"] = Field(default="knowledge", description="knowledge (rules) | engine")
+    teacher: Literal["template", "knowledge", "engine"] = Field(
+        default="template", description="template (label-conditioned CoT from retrieved rules, TaoSR1's teacher) | "
+        "knowledge (rules only, blind to the label) | engine (a model, told the label and the rules)")
+    rules: str | None = Field(default=None, description="Your own relevance rules (JSON, the shipped file's shape); "
+                              "default: the shipped set.")
+    query_type_rules: str | None = Field(default=None, description="Your own query-type rules for pairs with no "
+                                         "type (default: the shipped tagger).")
     balance: Balance = Field(default="equal", description="equal (every train class to the rarest) | none")
     seed: int = 13
     max_new_tokens: int = Field(default=384, ge=1, description="engine teacher: tokens per trace")
     gate: bool = Field(default=True, description="Run the corpora quality gate before publishing.")
+    prompt: PromptVariant = Field(default="long", description="Prompt variant of the model to be trained (its model "
+                                  "card's `prompt`: compact for small imported models).")
 
 
 def knowledge_teacher(df: DataFrame) -> DataFrame:
@@ -45,6 +54,46 @@ def knowledge_teacher(df: DataFrame) -> DataFrame:
             yield pdf.assign(teacher_label=[o[0] for o in out], completion_text=[o[1] for o in out])
 
     return df.mapInPandas(run, schema)
+
+
+def template_teacher(df: DataFrame, rules_path: str | None, compact: bool = False) -> DataFrame:
+    """Adds ``teacher_label``, ``completion_text``, ``rules_cited`` and ``rules_level`` with the label-conditioned
+    template teacher (needs ``label`` and ``query_type``)."""
+    schema = StructType(list(df.schema.fields) + [StructField("teacher_label", IntegerType()),
+                                                  StructField("completion_text", StringType()),
+                                                  StructField("rules_cited", StringType()),
+                                                  StructField("rules_level", IntegerType())])
+
+    def run(batches):
+        from taosr1.corpora.rules import RuleSet
+        from taosr1.corpora.teacher import conditioned_completion
+
+        rules = RuleSet.load(rules_path)
+        for pdf in batches:
+            out = [conditioned_completion(r["query"], r, int(r["label"]), rules, r["query_type"], compact)
+                   for r in pdf.to_dict("records")]
+            yield pdf.assign(teacher_label=[o[0] for o in out], completion_text=[o[1] for o in out],
+                             rules_cited=[",".join(o[2]) for o in out], rules_level=[o[3] for o in out])
+
+    return df.mapInPandas(run, schema)
+
+
+def with_teacher_hint(df: DataFrame, rules_path: str | None) -> DataFrame:
+    """Adds ``teacher_hint``: the human label and the retrieved rules, which the engine teacher is told."""
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("string")
+    def hint(query, title, label, query_type):
+        import pandas as pd
+
+        from taosr1.corpora.rules import RuleSet
+        from taosr1.corpora.teacher import teacher_hint
+
+        rules = RuleSet.load(rules_path)
+        return pd.Series([teacher_hint(int(lv), rules.retrieve(f"{q} {t}", qt, k=2, level=int(lv)))
+                          for q, t, lv, qt in zip(query, title, label, query_type)])
+
+    return df.withColumn("teacher_hint", hint("query", "title", "label", "query_type"))
 
 
 class SftCorpus(Stage[SftParams]):
@@ -64,15 +113,24 @@ class SftCorpus(Stage[SftParams]):
         pairs, pc = split_pairs(ctx, p.source, corpus_id, seed=p.seed, balance=p.balance,
                                 from_candidates=p.from_candidates)
         ctx.report.info["pairs"] = pc
-        train = with_products(store, pairs.where("balanced")).drop("_known")
+        train = with_query_types(ctx, with_products(store, pairs.where("balanced")).drop("_known"),
+                                 p.query_type_rules)
+        rules_version = None
+        if p.teacher != "knowledge":
+            from taosr1.corpora.rules import RuleSet
+
+            rules_version = RuleSet.load(p.rules).version  # a bad rule file fails here, on the driver
         if p.teacher == "knowledge":
             taught, teacher_name = knowledge_teacher(train), "knowledge"
+        elif p.teacher == "template":
+            taught, teacher_name = template_teacher(train, p.rules, p.prompt == "compact"), \
+                f"template:{rules_version}{':compact' if p.prompt == 'compact' else ''}"
         else:
             from taosr1.inference import with_samples
             from taosr1.model.reference import ModelRef
 
             engine = p.engine_config(store.root)
-            taught = (with_samples(train, engine, n=1, temperature=0.7, max_new_tokens=p.max_new_tokens, seed=p.seed)
+            taught = (with_samples(with_teacher_hint(train, p.rules), engine, n=1, temperature=0.7, max_new_tokens=p.max_new_tokens, seed=p.seed)
                       .withColumnRenamed("text", "completion_text")
                       .withColumn("teacher_label", F.lit(None).cast("int")))
             version = ModelRef.resolve(engine.model_path, backend=engine.backend).version
@@ -96,7 +154,7 @@ class SftCorpus(Stage[SftParams]):
                 .withColumn("raw", F.coalesce(F.col("completion_text"), F.lit(""))),
                 stage=f"{STAGE}_teacher", ds=corpus_id, key=pair_key()).rows
             sft = agree.select(F.lit(corpus_id).alias("corpus_id"), "query_id", "product_id", "split",
-                               prompt_column().alias("prompt"), message("completion_text").alias("completion"),
+                               prompt_column(p.prompt).alias("prompt"), message("completion_text").alias("completion"),
                                "label", F.lit(teacher_name).alias("teacher")).persist()
             if p.gate:  # before publication: labels, query-disjoint splits, class mix, prompts
                 from taosr1.quality.frames import corpora_frames
@@ -108,12 +166,20 @@ class SftCorpus(Stage[SftParams]):
             c.kept = ctx.write("sft_corpus", sft, "overwrite", replace={"corpus_id": corpus_id}).rows
             kept_by = _by_label(agree)
             all_by = _by_label(taught)
+            kept_type, all_type = _by(agree, "query_type"), _by(taught, "query_type")
             c.extra = {**{f"pairs:{k}": v for k, v in pc.as_dict().items()},
                        **{f"kept_rate_label_{lv}_permille": int(1000 * kept_by.get(lv, 0) / all_by[lv])
                           for lv in sorted(all_by)},
+                       **{f"kept_rate_type_{t}_permille": int(1000 * kept_type.get(t, 0) / all_type[t])
+                          for t in sorted(all_type)},
                        "label_cv_permille": int(round(1000 * label_cv(kept_by))),
                        **mix_by_type(ctx, agree, p.from_candidates)}
-            ctx.report.info["params"] = {"teacher_name": teacher_name}
+            if p.teacher == "template":  # how far the rules alone get: the share where they give the human label
+                agree_by = _by(taught.where("rules_level = label"), "label")
+                c.extra.update({f"rules_alone_agree_label_{lv}_permille": int(1000 * agree_by.get(lv, 0) / n)
+                                for lv, n in sorted(all_by.items())})
+            ctx.report.info["params"] = {"teacher_name": teacher_name, "teacher": p.teacher,
+                                         "rules_version": rules_version, "prompt_version": PROMPT_VERSIONS[p.prompt]}
             sft.unpersist()
         finally:
             taught.unpersist()
@@ -130,17 +196,31 @@ def label_cv(by_label: dict[int, int]) -> float:
 
 
 def mix_by_type(ctx: Context, sft: DataFrame, window: str | None) -> dict[str, int]:
-    """Label × query type of the corpus: from the candidate window's tagger, else the judgments' own type."""
+    """Label × query type of the corpus: from the candidate window's tagger, else the pair's own type."""
     if window:
         types = ctx.store.read("candidate_pairs").where(F.col("window_id") == window).select(
             "query_id", "product_id", "query_type")
-    else:
-        types = ctx.store.read("query_product_labels").select("query_id", "product_id", "query_type") \
-            .dropDuplicates(["query_id", "product_id"])
-    mix = sft.join(types, ["query_id", "product_id"], "left").groupBy("label", "query_type").count().collect()
+        sft = sft.drop("query_type").join(types, ["query_id", "product_id"], "left")
+    mix = sft.groupBy("label", "query_type").count().collect()
     return {f"mix:label{r['label']}:{r['query_type'] or 'untyped'}": r["count"] for r in mix}
 
 
 def _by_label(df: DataFrame) -> dict[int, int]:
-    return {r["label"]: r["n"] for r in df.groupBy("label").agg(F.count("*").alias("n")).collect()}
+    return _by(df, "label")
+
+
+def _by(df: DataFrame, col: str) -> dict:
+    return {r[col]: r["n"] for r in df.groupBy(col).agg(F.count("*").alias("n")).collect()}
+
+
+def with_query_types(ctx: Context, df: DataFrame, rules_path: str | None) -> DataFrame:
+    """``query_type`` of each pair: the judgment's own type where the source has one, else the tagger's."""
+    from taosr1.corpora.tagger import TaggerRules
+
+    types = ctx.store.read("query_product_labels").select("query_id", "product_id", F.col("query_type").alias("_t")) \
+        .dropDuplicates(["query_id", "product_id"])
+    df = df.drop("query_type") if "query_type" in df.columns else df
+    return (df.join(types, ["query_id", "product_id"], "left")
+            .withColumn("query_type", F.coalesce(F.col("_t"), TaggerRules.load(rules_path).column(F.col("query")))
+                        ).drop("_t"))
 

@@ -49,6 +49,14 @@ class TaggerRules:
                     raise InputError(f"query-type rules {path}: type {t}: pattern {p!r}: {e}") from None
         return out
 
+    def tag(self, query: str) -> str:
+        """The query type of one query, in Python (the same rules as :meth:`column`)."""
+        q = (query or "").strip().lower()
+        for t in self.order:
+            if any(re.search(p, q) for p in self.rules.get(t, ())):
+                return t
+        return self.default
+
     def column(self, query: Column) -> Column:
         """The query type of each row, as a Spark column."""
         q = F.lower(F.trim(query))

@@ -1,4 +1,7 @@
-"""The deterministic knowledge teacher: writes TaoSR1's five-step CoT from the product's fields and the label rules.
+"""The template teachers: the label-conditioned one (TaoSR1's, the default) and the deterministic knowledge teacher.
+
+:func:`conditioned_completion` writes the five steps for the human label from the rules retrieved for the pair.
+The knowledge teacher (below) writes TaoSR1's five-step CoT from the product's fields and the label rules.
 
 It does *not* see the gold label: it predicts one from the rules (negations, "alternative to", category noun,
 attribute coverage) and explains it step by step. Rejection sampling then keeps only the traces whose label agrees
@@ -10,10 +13,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taosr1.labels import LABEL_TEXT
 from taosr1.prompts.cot import CotSteps, format_completion
+
+if TYPE_CHECKING:
+    from taosr1.corpora.rules import Rule, RuleSet
 
 STOP = {"a", "an", "the", "for", "to", "of", "in", "on", "with", "and", "or", "my", "i", "do", "can", "that", "is",
         "what", "which", "best", "need", "use", "it", "will", "be", "from", "into", "at", "by", "me", "so", "this"}
@@ -105,3 +111,37 @@ def teacher_completion(query: str, product: Mapping[str, Any]) -> tuple[int, str
     """The teacher's label and its post-CoT completion text."""
     level, steps = teach(query, product)
     return level, format_completion(level, steps, "post_cot")
+
+
+def conditioned_completion(query: str, product: Mapping[str, Any], label: int, rules: "RuleSet",
+                           query_type: str = "plain", compact: bool = False) -> tuple[int, str, list[str], int]:
+    """TaoSR1's teacher, as a template: the five steps for the *human* label, argued from the rules retrieved for
+    this pair (cited by id). Returns (the trace's label, the post-CoT completion, the cited rule ids, the level the
+    rules alone would give, a diagnostic of how far rules get)."""
+    rules_level, steps = teach(query, product)
+    text = f"{query} {_product_text(product)}"
+    cited = rules.retrieve(text, query_type, k=2, level=label) or rules.retrieve(text, query_type, k=1)
+    noun_line = steps.category
+    if (label >= 3) != (rules_level >= 3) and label >= 3:
+        noun_line = "the item is the kind of product the query asks for, though its title words differ."
+    elif label == 1 and rules_level > 1:
+        noun_line = "despite shared words, the item is a different kind of product than the query asks for."
+    type_note = f" (query type: {query_type})" if query_type != "plain" else ""
+    if compact:  # the same five steps in ~50 tokens: for small models, where the CoT is most of a step's cost
+        wants = steps.query.split(": the user wants ", 1)[-1]
+        item = (str(product.get("title") or "").split(",")[0])[:60]
+        judged = CotSteps(wants + type_note, item + ".", noun_line.split(";")[0].split(",")[0].rstrip(".") + ".",
+                          steps.attributes, f"{LABEL_TEXT[label]} [{', '.join(r.id for r in cited)}].")
+    else:
+        why = " ".join(f"[{r.id}] {r.text}" for r in cited)
+        judged = CotSteps(steps.query + type_note, steps.item, noun_line, steps.attributes,
+                          f"{LABEL_TEXT[label]}: {why}")
+    return label, format_completion(label, judged, "post_cot"), [r.id for r in cited], rules_level
+
+
+def teacher_hint(label: int, rules: list["Rule"]) -> str:
+    """What an engine teacher is told besides the pair: the human label and the rules to argue from (TaoSR1's
+    label-conditioned CoT). Our own text, never the untrusted pair's."""
+    cited = "\n".join(f"- [{r.id}] {r.text}" for r in rules)
+    return (f"The human raters' label is {LABEL_TEXT[label]}. Explain it in the five steps, using these rules:\n"
+            f"{cited}")

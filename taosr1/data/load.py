@@ -7,13 +7,16 @@ from pydantic import Field
 
 from taosr1.contracts import to_spark
 from taosr1.errors import InputError
-from taosr1.job import Context, Params, Stage
+from taosr1.job import Context, OptionalIdent, Params, Stage
 
 
 class LoadLabelsParams(Params):
     source: str = Field(default="world", description="world | homedepot | user | annotations (raters' answers to a "
                         "queue, --labels FILE as .csv or .jsonl)")
     split: str = Field(default="train", description="homedepot split: train | dev")
+    name: OptionalIdent = Field(default=None, description="The partition the judgments load into (default: the "
+                                "source, or <source>-<split> for a split other than train), so several sets sit "
+                                "side by side (e.g. homedepot and homedepot-dev, or two user sets).")
     products: str | None = Field(default=None, description="user source: products Parquet")
     labels: str | None = Field(default=None, description="user source: labels Parquet; annotations: the answers "
                                "file")
@@ -51,7 +54,10 @@ class LoadLabels(Stage[LoadLabelsParams]):
             keep = labels["query_id"].map(lambda q: zlib.crc32(str(q).encode()) % 10_000 < p.judged_share * 10_000)
             ctx.report.counts.filtered["held_back_unjudged"] = int((~keep).sum())
             labels = labels[keep].reset_index(drop=True)
-        publish_judgments(ctx, products, labels, p.source)
+        name = p.name or (p.source if p.split == "train" else f"{p.source}-{p.split}")
+        if name != p.source:
+            products, labels = products.assign(source=name), labels.assign(source=name)
+        publish_judgments(ctx, products, labels, name)
 
 
 def publish_judgments(ctx: Context, products: pd.DataFrame, labels: pd.DataFrame, source: str) -> None:

@@ -35,6 +35,9 @@ class Engine(abc.ABC):
     config: Any
     tokenizer: Any
     label_ids: list[int]
+    #: whether ``sample(seeds=...)`` seeds each prompt on its own (then a prompt's samples do not depend on what it
+    #: was batched with); engines that cannot (vLLM's CPU build) seed once per engine and keep a stable order
+    per_prompt_seeds: bool = True
 
     @abc.abstractmethod
     def label_probs(self, prompts: list[str]) -> np.ndarray:
@@ -42,8 +45,10 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def sample(self, prompts: list[str], n: int = 5, temperature: float = 1.0, top_p: float = 1.0,
-               max_new_tokens: int = 128, seed: int | None = None) -> list[list[Sample]]:
-        """``n`` completions per prompt, reproducible for a fixed ``seed``."""
+               max_new_tokens: int = 128, seed: int | None = None,
+               seeds: list[int] | None = None) -> list[list[Sample]]:
+        """``n`` completions per prompt, reproducible for a fixed ``seed``; ``seeds`` (one per prompt) seeds each
+        prompt on its own where the engine can (:attr:`per_prompt_seeds`). One call takes a whole batch."""
 
     def close(self) -> None:
         """Free the model (engines that hold processes override this)."""
@@ -54,3 +59,10 @@ def renormalise(label_logprobs: np.ndarray) -> np.ndarray:
     z = label_logprobs - label_logprobs.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def prompt_seeds(prompts: list[str], seed: int) -> list[int]:
+    """A seed per prompt from the run's seed and the prompt's text (stable whatever the batching)."""
+    import zlib
+
+    return [(seed * 1_000_003 + zlib.crc32(p.encode())) % (2**63) for p in prompts]

@@ -33,7 +33,8 @@ class HFConfig(_EngineBase):
     """transformers on CPU or CUDA."""
 
     backend: Literal["hf"] = "hf"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="float32", description="auto: bfloat16 on CUDA or a CPU with bf16 instructions, else float32")
     device: str = "cpu"
     prefix_cache: bool = True
 
@@ -42,7 +43,8 @@ class VLLMConfig(_EngineBase):
     """In-process ``vllm.LLM`` (GPU executors in production, the CPU build elsewhere)."""
 
     backend: Literal["vllm"] = "vllm"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="float32", description="auto: bfloat16 on CUDA or a CPU with bf16 instructions, else float32")
     device: str = "cpu"
     prefix_cache: bool = True
     gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1, description="default: 0.9 on CUDA, "

@@ -10,7 +10,7 @@ import copy
 
 import numpy as np
 
-from taosr1.engines.base import Engine, Sample, renormalise
+from taosr1.engines.base import Engine, Sample, prompt_seeds, renormalise
 from taosr1.engines.config import HFConfig
 from taosr1.model.loading import load_causal_lm, load_tokenizer
 from taosr1.prompts.template import label_token_ids
@@ -40,7 +40,10 @@ class HFEngine(Engine):
         if config.torch_threads:
             torch.set_num_threads(config.torch_threads)
         self.tokenizer = load_tokenizer(config.model_path)
-        self.model = load_causal_lm(config.model_path, config.dtype, config.device)
+        from taosr1.model.precision import resolve_dtype
+
+        self.dtype = resolve_dtype(config.dtype, config.device)
+        self.model = load_causal_lm(config.model_path, self.dtype, config.device)
         self.label_ids = label_token_ids(self.tokenizer)
         self._prefix: tuple[tuple[int, ...], object] | None = None  # (prefix ids, cache for batch 1)
 
@@ -108,33 +111,68 @@ class HFEngine(Engine):
 
     # -- sampling ---------------------------------------------------------------------------------------------
     def sample(self, prompts: list[str], n: int = 5, temperature: float = 1.0, top_p: float = 1.0,
-               max_new_tokens: int = 128, seed: int | None = None) -> list[list[Sample]]:
-        torch = self.torch
-        results: list[list[Sample]] = []
-        bs = max(1, self.config.batch_size // max(1, n))
-        gen = seed if seed is not None else self.config.seed
-        for i in range(0, len(prompts), bs):
-            torch.manual_seed(gen + i)  # reproducible per call and batch, whatever ran before
-            chunk = prompts[i: i + bs]
-            enc = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False,
-                                 padding_side="left").to(self.config.device)
-            with torch.inference_mode():
-                out = self.model.generate(**enc, do_sample=temperature > 0, temperature=max(temperature, 1e-5),
-                                          top_p=top_p, top_k=0, max_new_tokens=max_new_tokens,
-                                          num_return_sequences=n, return_dict_in_generate=True, output_scores=True,
-                                          pad_token_id=self.tokenizer.pad_token_id,
-                                          eos_token_id=self.tokenizer.eos_token_id)
-            scores = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-            new = out.sequences[:, enc["input_ids"].shape[1]:]
-            for j in range(len(chunk)):
-                row = []
-                for k in range(n):
-                    r = j * n + k
-                    toks = new[r].tolist()
-                    keep = len(toks)
-                    if self.tokenizer.eos_token_id in toks:
-                        keep = toks.index(self.tokenizer.eos_token_id) + 1
-                    text = self.tokenizer.decode(toks[:keep], skip_special_tokens=True)
-                    row.append(Sample(text, [float(x) for x in scores[r, :keep].tolist()]))
-                results.append(row)
-        return results
+               max_new_tokens: int = 128, seed: int | None = None,
+               seeds: list[int] | None = None) -> list[list[Sample]]:
+        """Batched sampling with a generator per (prompt, sample): the same prompt and seed give the same samples
+        whatever it is batched with (transformers' ``generate`` draws from one global generator, so it cannot)."""
+        seeds = seeds if seeds is not None else prompt_seeds(prompts, self.config.seed if seed is None else seed)
+        per_call = max(1, self.config.batch_size // max(1, n))
+        out: list[list[Sample]] = []
+        for i in range(0, len(prompts), per_call):
+            out += self._sample_batch(prompts[i: i + per_call], seeds[i: i + per_call], n, temperature, top_p,
+                                      max_new_tokens)
+        return out
+
+    def _sample_batch(self, prompts: list[str], seeds: list[int], n: int, temperature: float, top_p: float,
+                      max_new_tokens: int) -> list[list[Sample]]:
+        torch, dev, tok = self.torch, self.config.device, self.tokenizer
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
+        ids = enc["input_ids"].repeat_interleave(n, 0).to(dev)
+        mask = enc["attention_mask"].repeat_interleave(n, 0).to(dev)
+        rows = ids.shape[0]
+        gens = [torch.Generator().manual_seed(int(s) * 131 + k) for s in seeds for k in range(n)]
+        eos, pad = tok.eos_token_id, tok.pad_token_id
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        logps: list[list[float]] = [[] for _ in range(rows)]
+        done = torch.zeros(rows, dtype=torch.bool)
+        with torch.inference_mode():
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+            for _ in range(max_new_tokens):
+                logits = out.logits[:, -1, :].float().cpu()
+                if temperature > 0:
+                    logp = torch.log_softmax(logits / temperature, dim=-1)
+                    if top_p < 1.0:
+                        logp = _nucleus(torch, logp, top_p)
+                    probs = logp.exp()
+                    nxt = torch.tensor([int(torch.multinomial(probs[r], 1, generator=gens[r])) for r in range(rows)])
+                else:
+                    logp = torch.log_softmax(logits, dim=-1)
+                    nxt = logits.argmax(-1)
+                chosen = logp.gather(1, nxt[:, None]).squeeze(1)
+                for r in range(rows):
+                    if not done[r]:
+                        tokens[r].append(int(nxt[r]))
+                        logps[r].append(float(chosen[r]))
+                done |= nxt == eos
+                if bool(done.all()):
+                    break
+                nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+                mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=dev)], dim=1)
+                pos = pos[:, -1:] + 1
+                out = self.model(input_ids=nxt[:, None].to(dev), attention_mask=mask, position_ids=pos,
+                                 past_key_values=out.past_key_values, use_cache=True)
+        res = []
+        for j in range(len(prompts)):
+            res.append([Sample(tok.decode(tokens[j * n + k], skip_special_tokens=True), logps[j * n + k])
+                        for k in range(n)])
+        return res
+
+
+def _nucleus(torch, logp, top_p: float):
+    """Keep the smallest set of tokens whose probability reaches ``top_p``; renormalise over it."""
+    sorted_lp, idx = torch.sort(logp, descending=True, dim=-1)
+    cum = sorted_lp.exp().cumsum(-1)
+    drop_sorted = cum - sorted_lp.exp() >= top_p
+    drop = torch.zeros_like(drop_sorted).scatter(1, idx, drop_sorted)
+    return torch.log_softmax(logp.masked_fill(drop, float("-inf")), dim=-1)

@@ -67,14 +67,19 @@ class OpenAIEngine(Engine):
         return renormalise(np.vstack(parts)) if parts else np.zeros((0, 4))
 
     def sample(self, prompts: list[str], n: int = 5, temperature: float = 1.0, top_p: float = 1.0,
-               max_new_tokens: int = 128, seed: int | None = None) -> list[list[Sample]]:
-        def one(chunk: list[str]) -> list[list[Sample]]:
+               max_new_tokens: int = 128, seed: int | None = None,
+               seeds: list[int] | None = None) -> list[list[Sample]]:
+        def one(chunk: list[str], chunk_seed: int | None) -> list[list[Sample]]:
             resp = self.client.completions.create(model=self.model, prompt=chunk, n=n, temperature=temperature,
-                                                  top_p=top_p, max_tokens=max_new_tokens, logprobs=0, seed=seed)
+                                                  top_p=top_p, max_tokens=max_new_tokens, logprobs=0,
+                                                  seed=chunk_seed)
             rows: list[list[Sample]] = [[] for _ in chunk]
             for choice in sorted(resp.choices, key=lambda c: c.index):
                 lps = [float(x) for x in (choice.logprobs.token_logprobs if choice.logprobs else []) if x is not None]
                 rows[choice.index // n].append(Sample(choice.text, lps))
             return rows
 
-        return [row for part in self._map(one, self._chunks(prompts)) for row in part]
+        if seeds is not None:  # a request per prompt, each with its own seed (the server batches them anyway)
+            return [part[0] for part in self._map(lambda ps: one(ps[0], ps[1]),
+                                                  [([p], s % (2**31)) for p, s in zip(prompts, seeds)])]
+        return [row for part in self._map(lambda ch: one(ch, seed), self._chunks(prompts)) for row in part]

@@ -42,16 +42,17 @@ class RulesEngine(Engine):
         return out
 
     def sample(self, prompts: list[str], n: int = 5, temperature: float = 1.0, top_p: float = 1.0,
-               max_new_tokens: int = 128, seed: int | None = None) -> list[list[Sample]]:
+               max_new_tokens: int = 128, seed: int | None = None,
+               seeds: list[int] | None = None) -> list[list[Sample]]:
         from taosr1.prompts.cot import format_completion
 
         base = self.config.seed if seed is None else seed
         results = []
-        for p in prompts:
+        for i, p in enumerate(prompts):
             level, steps = self._judge(p)
             row = []
             for k in range(n):
-                rng = np.random.default_rng([base, zlib.crc32(p.encode()), k])
+                rng = np.random.default_rng([seeds[i], k] if seeds is not None else [base, zlib.crc32(p.encode()), k])
                 lv = level
                 if temperature > 0 and rng.random() < min(1.0, self.config.flip_rate * temperature):
                     lv = int(min(4, max(1, level + (1 if rng.random() < 0.5 else -1))))

@@ -41,6 +41,7 @@ class VLLMEngine(Engine):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         self.cpu = _on_cpu(config)
+        self.per_prompt_seeds = not self.cpu
         if self.cpu:
             cores = os.cpu_count() or 1
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
@@ -50,7 +51,10 @@ class VLLMEngine(Engine):
         self.config = config
         self.tokenizer = load_tokenizer(config.model_path)
         self.label_ids = label_token_ids(self.tokenizer)
-        self.llm = LLM(model=str(check_model_dir(config.model_path)), dtype=config.dtype, seed=config.seed,
+        from taosr1.model.precision import resolve_dtype
+
+        self.dtype = resolve_dtype(config.dtype, config.device)
+        self.llm = LLM(model=str(check_model_dir(config.model_path)), dtype=self.dtype, seed=config.seed,
                        max_model_len=config.max_model_len, enable_prefix_caching=config.prefix_cache,
                        gpu_memory_utilization=config.gpu_memory_utilization,
                        enforce_eager=config.enforce_eager or self.cpu, trust_remote_code=False,
@@ -72,12 +76,18 @@ class VLLMEngine(Engine):
         return renormalise(raw)
 
     def sample(self, prompts: list[str], n: int = 5, temperature: float = 1.0, top_p: float = 1.0,
-               max_new_tokens: int = 128, seed: int | None = None) -> list[list[Sample]]:
+               max_new_tokens: int = 128, seed: int | None = None,
+               seeds: list[int] | None = None) -> list[list[Sample]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, logprobs=0,
-                                seed=None if self.cpu else seed)
-        outs = self.llm.generate([{"prompt": p} for p in prompts], params, use_tqdm=False)
+        def params(s: int | None) -> SamplingParams:
+            return SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, logprobs=0,
+                                  seed=None if self.cpu else s)
+
+        # one generate over the whole batch; per-request seeds on GPU, the engine's seed on the CPU build (a
+        # per-request seed kills its worker), where the batch order is kept stable instead
+        sp = [params(s % (2**31)) for s in seeds] if seeds is not None and not self.cpu else params(seed)
+        outs = self.llm.generate([{"prompt": p} for p in prompts], sp, use_tqdm=False)
         results = []
         for out in outs:
             row = []

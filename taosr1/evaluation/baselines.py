@@ -57,14 +57,18 @@ def apply_cuts(scores: np.ndarray, cuts) -> np.ndarray:
     return np.where(scores < c1, 1, np.where(scores < c2, 2, np.where(scores < c3, 3, 4)))
 
 
-def run_baselines(train: dict, test: dict, with_embeddings: bool = True) -> dict[str, np.ndarray]:
-    """Predictions on ``test`` of every baseline fitted on ``train`` (dicts of lists: query, title, label)."""
+def run_baselines(train: dict, test: dict, with_embeddings: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(levels, ranking scores) on ``test`` of every baseline fitted on ``train`` (dicts of lists: query, text,
+    label; ``text`` is the product's title with its capped description)."""
     gold_train = np.asarray(train["label"], dtype=int)
     values, counts = np.unique(gold_train, return_counts=True)
-    preds = {"majority": np.full(len(test["label"]), int(values[np.argmax(counts)]))}
-    cuts = fit_cuts(overlap_scores(train["query"], train["title"]), gold_train)
-    preds["lexical"] = apply_cuts(overlap_scores(test["query"], test["title"]), cuts)
+    n = len(test["label"])
+    preds = {"majority": (np.full(n, int(values[np.argmax(counts)])), np.zeros(n))}
+    cuts = fit_cuts(overlap_scores(train["query"], train["text"]), gold_train)
+    scores = overlap_scores(test["query"], test["text"])
+    preds["lexical"] = (apply_cuts(scores, cuts), scores)
     if with_embeddings:
-        cuts = fit_cuts(embedding_scores(train["query"], train["title"]), gold_train)
-        preds["embedding"] = apply_cuts(embedding_scores(test["query"], test["title"]), cuts)
+        cuts = fit_cuts(embedding_scores(train["query"], train["text"]), gold_train)
+        scores = embedding_scores(test["query"], test["text"])
+        preds["embedding"] = (apply_cuts(scores, cuts), scores)
     return preds

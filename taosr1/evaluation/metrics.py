@@ -21,6 +21,20 @@ def classification_metrics(gold: np.ndarray, pred: np.ndarray) -> dict:
             "per_class": per, "confusion": confusion_matrix(gold, pred, labels=labels).tolist()}
 
 
+def ndcg_at_10(query_ids: np.ndarray, gold: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k over queries with at least two judged pairs (gain = the gold level; tied scores averaged over
+    their orders, as scikit-learn does), so a constant scorer gets no credit for the order rows came in."""
+    from sklearn.metrics import ndcg_score
+
+    q, g, s = np.asarray(query_ids), np.asarray(gold, dtype=float), np.asarray(scores, dtype=float)
+    out = []
+    for qid in np.unique(q):
+        m = q == qid
+        if m.sum() >= 2:
+            out.append(ndcg_score(g[m][None, :], s[m][None, :], k=k))
+    return float(np.mean(out)) if out else float("nan")
+
+
 def tier_agreement(gold: np.ndarray, pred_levels: np.ndarray) -> float:
     """Share of pairs whose predicted tier (Good/Mid/Bad) equals the tier of the gold level."""
     g = np.vectorize(TIER_OF_LEVEL.get)(np.asarray(gold, dtype=int))

@@ -72,6 +72,7 @@ def write_report(path: str | Path, title: str, rows: list[dict], tiers: dict[str
     table = "".join(
         f"<tr><td>{html.escape(r['system'])}</td><td>{r['kind']}</td><td>{r['n']}</td><td>{r['accuracy']:.4f}</td>"
         f"<td><b>{r['macro_f1']:.4f}</b></td>" + "".join(f"<td>{r['per_class'][f'f1_{lv}']:.3f}</td>" for lv in LEVELS)
+        + f"<td>{'' if r.get('ndcg_10') is None else format(r['ndcg_10'], '.4f')}</td>"
         + f"<td>{'' if r.get('tier_agreement') is None else format(r['tier_agreement'], '.4f')}</td></tr>"
         for r in rows)
     head = "".join(f"<th>F1 {LABEL_TEXT[lv]}</th>" for lv in LEVELS)
@@ -80,7 +81,7 @@ def write_report(path: str | Path, title: str, rows: list[dict], tiers: dict[str
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{margin:4px}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <ul>{''.join(f'<li>{html.escape(n)}</li>' for n in notes)}</ul>
-<table><tr><th>system</th><th>kind</th><th>n</th><th>accuracy</th><th>macro-F1</th>{head}<th>tier agreement</th></tr>
+<table><tr><th>system</th><th>kind</th><th>n</th><th>accuracy</th><th>macro-F1</th>{head}<th>NDCG@10</th><th>tier agreement</th></tr>
 {table}</table>
 <h2>Per-class F1</h2><img src="data:image/png;base64,{f1_png}">
 <h2>Confusion matrices</h2>{''.join(f'<img src="data:image/png;base64,{c}">' for c in cms)}

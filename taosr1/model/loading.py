@@ -80,6 +80,21 @@ def model_name(path: str | Path) -> str:
     return p.name
 
 
+def model_card(path: str | Path) -> dict:
+    """The folder's model card (empty if it has none)."""
+    card = Path(path) / CARD
+    return json.loads(card.read_text()) if card.exists() else {}
+
+
+def prompt_variant(path: str | Path) -> str:
+    """The prompt variant the model was trained (or imported) for, from its card: ``long`` unless it says
+    ``compact``. Scoring, pass@N and evaluation build each pair's prompt in this variant."""
+    card = Path(path) / CARD
+    if card.exists():
+        return "compact" if json.loads(card.read_text()).get("prompt") == "compact" else "long"
+    return "long"
+
+
 def load_tokenizer(path: str | Path) -> Any:
     from transformers import AutoTokenizer
 

@@ -21,7 +21,7 @@ COLUMNS = {
 
 
 def load_dataset_for(kind: Kind, store: TableStore, partition: str, split: str = "train",
-                     version: int | None = None, extra_columns: tuple[str, ...] = ()):
+                     version: int | None = None, extra_columns: tuple[str, ...] = (), order: str = "post_cot"):
     """``kind`` = sft | dpo | grpo; ``partition`` = the corpus id (sft) or pass@N run id (dpo, grpo)."""
     import datasets
 
@@ -39,4 +39,23 @@ def load_dataset_for(kind: Kind, store: TableStore, partition: str, split: str =
     # an empty table with nested columns does not cast into a Dataset: build the empty one from its columns
     ds = datasets.Dataset(arrow) if arrow.num_rows else datasets.Dataset.from_dict({c: [] for c in arrow.column_names})
     ds.info.description = f"{table} v{dt.version()} {part_col}={partition} split={split}"
+    if order == "think_first" and kind == "sft" and len(ds):
+        ds = ds.map(think_first)
+        ds.info.description = f"{table} v{dt.version()} {part_col}={partition} split={split} order=think_first"
     return ds
+
+
+def think_first(row: dict) -> dict:
+    """A post-CoT example in the think-first order (the paper's ablation): the CoT block first, the label line last,
+    and the prompt's order hint to match."""
+    from taosr1.prompts.template import COMPACT_HINT, ORDER_HINT
+
+    text = row["completion"][0]["content"]
+    label, _, think = text.partition("\n")
+    prompt = [dict(m) for m in row["prompt"]]
+    user = prompt[-1]["content"]
+    for hints in (ORDER_HINT, COMPACT_HINT):
+        if user.endswith(hints["post_cot"]):
+            user = user[: -len(hints["post_cot"])] + hints["think_first"]
+    prompt[-1]["content"] = user
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": f"{think.strip()}\n{label.strip()}"}]}

@@ -12,11 +12,13 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
 from taosr1.io.tables import TableStore
-from taosr1.job import Params, run_stage
+from taosr1.job import OptionalIdent, Params, run_stage
+from taosr1.model.loading import prompt_variant
 from taosr1.obs import get_logger, log_event
 from taosr1.stages import STAGES, TRAINING_LOOP, fill, loop_settings
 
@@ -28,7 +30,16 @@ class PipelineParams(Params):
     from_candidates: str | None = Field(default=None, description="Build the corpus from the judged pairs of this "
                                         "candidate window instead of the source's judgments.")
     base: str | None = Field(default=None, description="Base model folder (default: the built-in model, built if "
-                             "missing).")
+                             "missing); e.g. one made by `taosr1 model import`.")
+    recipe: Literal["auto", "builtin", "small"] = Field(default="auto", description="Training settings: builtin (the "
+                                                        "0.7M built-in model) | small (an imported ~100M model on "
+                                                        "CPU) | auto (builtin for the built-in model, else small).")
+    eval_source: OptionalIdent = Field(default=None, description="Evaluate on every judged pair of this loaded "
+                                       "source (e.g. homedepot-dev) instead of the corpus' dev split.")
+    eval_pairs: int | None = Field(default=None, ge=1, description="Evaluate a stated subsample of about this many "
+                                   "pairs (whole queries).")
+    passn_pairs: int | None = Field(default=None, ge=1, description="pass@N samples at most this many train pairs.")
+    think_first: bool = Field(default=True, description="Also train the think-first CoT-SFT ablation.")
     n: int = Field(default=5, ge=2, description="pass@N samples per pair.")
     temperature: float = Field(default=1.0, gt=0)
     max_new_tokens: int = Field(default=160, ge=1, description="pass@N: tokens per sample.")
@@ -54,20 +65,31 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
     loaded = run_stage(LoadLabels(), store, LoadLabelsParams(source=cfg.source))
     models = f"{store.root}/models"
     base = cfg.base or _builtin_base(models, cfg.source)
-    stages.append(("load + base model", time.time() - t, f"{loaded.counts.kept} pairs, base {base}"))
+    recipe = cfg.recipe if cfg.recipe != "auto" else ("builtin" if cfg.base is None else "small")
+    stages.append(("load + base model", time.time() - t, f"{loaded.counts.kept} pairs, base {base}, "
+                   f"recipe {recipe}"))
     tag = uuid.uuid4().hex[:8]
-    variables = {"source": cfg.source, "corpus": f"corpus-{cfg.source}-{tag}", "run": f"passn-{cfg.source}-{tag}",
-                 "base": base, "models": models, "from_candidates": cfg.from_candidates or ""}
+    corpus = f"corpus-{cfg.source}-{tag}"
+    variables = {"source": cfg.source, "corpus": corpus, "run": f"passn-{cfg.source}-{tag}",
+                 "base": base, "models": models, "from_candidates": cfg.from_candidates or "",
+                 "prompt": prompt_variant(base), "eval_corpus": "" if cfg.eval_source else corpus,
+                 "eval_source": cfg.eval_source or "", "eval_train_source": cfg.source if cfg.eval_source else "",
+                 "sft_tf_model": ""}
     settings = loop_settings(n=cfg.n, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                              grpo_completion_tokens=cfg.grpo_completion_tokens, sft_steps=cfg.sft_steps,
                              dpo_steps=cfg.dpo_steps, grpo_steps=cfg.grpo_steps, seed=cfg.seed,
-                             embeddings=cfg.embeddings)
+                             embeddings=cfg.embeddings, recipe=recipe, passn_pairs=cfg.passn_pairs,
+                             eval_pairs=cfg.eval_pairs)
     reports = {}
     for step in TRAINING_LOOP:
+        if step.id == "sft_think_first" and not cfg.think_first:
+            continue
         console.rule(f"[bold]{step.id} ({step.job})")
         t = time.time()
         stage = STAGES[step.job].load()
         wiring = fill(step.wiring, variables)
+        if "models" in wiring:  # a skipped ablation names no model
+            wiring["models"] = {k: v for k, v in wiring["models"].items() if v}
         rep = run_stage(stage, store, stage.Params(**wiring, **settings.get(step.id, {})))
         reports[step.id] = rep
         if step.produces:
@@ -76,9 +98,9 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
                        if rep.info.get("skipped") else _detail(rep)))
     eval_id = reports["evaluate"].run_id
     total = time.time() - started
-    log_event(log, "pipeline.done", seconds=round(total, 1), corpus_id=variables["corpus"], eval_id=eval_id)
+    log_event(log, "pipeline.done", seconds=round(total, 1), corpus_id=corpus, eval_id=eval_id)
     return {"stages": stages, "seconds": total, "metrics": metrics_table(store, eval_id),
-            "report": reports["evaluate"].info["report"], "corpus_id": variables["corpus"],
+            "report": reports["evaluate"].info["report"], "corpus_id": corpus,
             "run_id": variables["run"], "eval_id": eval_id, "reports": reports}
 
 

