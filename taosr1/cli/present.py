@@ -55,10 +55,33 @@ def present_score(store, rep) -> None:
               F.round("p2", 3).alias("p2"), F.round("p1", 3).alias("p1"), "level", "tier").show(5, truncate=38)
 
 
+SYSTEM_ORDER = ("base", "sft_think_first", "sft", "dpo", "grpo", "majority", "lexical", "embedding")
+
+
+def metrics_rich_table(metrics, title: str) -> Table:
+    """One row per system (models in the loop's order, then baselines): accuracy, macro-F1, per-class F1,
+    NDCG@10, CumPT macro-F1 and tier agreement."""
+    import math
+
+    rank = {s: i for i, s in enumerate(SYSTEM_ORDER)}
+    rows = sorted(metrics.to_dict("records"), key=lambda r: (r["kind"] != "model", rank.get(r["system"], 99)))
+    t = Table(title=title)
+    for col in ("system", "kind", "n", "accuracy", "macro-F1", "F1 4", "F1 3", "F1 2", "F1 1", "NDCG@10",
+                "CumPT macro-F1", "tier agr.", "β_cum"):
+        t.add_column(col, justify="left" if col in ("system", "kind") else "right")
+    fmt = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"  # noqa: E731
+    for r in rows:
+        pc = r["per_class"] or {}
+        t.add_row(r["system"], r["kind"], str(r["n"]), fmt(r["accuracy"]), f"[bold]{fmt(r['macro_f1'])}[/]",
+                  *(fmt(pc.get(f"f1_{lv}")) for lv in (4, 3, 2, 1)), fmt(r.get("ndcg_10")),
+                  fmt(r.get("cumpt_macro_f1")), fmt(r.get("tier_agreement")), fmt(r.get("beta_cum")))
+    return t
+
+
 def _present_evaluate(store, rep) -> None:
     from taosr1.evaluation.evaluate import metrics_table
 
-    console.print(metrics_table(store, rep.run_id).to_string(index=False))
+    console.print(metrics_rich_table(metrics_table(store, rep.run_id), f"evaluation {rep.run_id}"))
     console.print(f"report: {rep.info['report']}")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pandas as pd
 from pydantic import Field
 
@@ -18,8 +20,12 @@ class LoadLabelsParams(Params):
                                 "source, or <source>-<split> for a split other than train), so several sets sit "
                                 "side by side (e.g. homedepot and homedepot-dev, or two user sets).")
     products: str | None = Field(default=None, description="user source: products Parquet")
-    labels: str | None = Field(default=None, description="user source: labels Parquet; annotations: the answers "
-                               "file")
+    labels: str | None = Field(default=None, description="user source: your judged pairs in one file (.csv, .jsonl "
+                               "or .parquet with query, product_id, title, label; optional category, brand, price, "
+                               "attributes, description, query_id), or the labels contract's Parquet beside "
+                               "--products; annotations: the answers file")
+    scale: Literal["1-4", "1-3", "esci"] = Field(default="1-4", description="user source: the scale of the label "
+                                                 "column (1-4 levels, 1-3 exact/partial/irrelevant, ESCI letters)")
     seed: int = 7
     judged_share: float = Field(default=1.0, gt=0, le=1, description="Load the judgments of only this share of "
                                 "the queries (chosen by a hash of query_id): the rest stay unlabelled, e.g. for an "
@@ -47,7 +53,7 @@ class LoadLabels(Stage[LoadLabelsParams]):
             return
 
         products, labels = load_source(p.source, seed=p.seed, split=p.split, products_path=p.products,
-                                       labels_path=p.labels)
+                                       labels_path=p.labels, set_name=p.name, scale=p.scale)
         if p.judged_share < 1:
             import zlib
 

@@ -21,6 +21,7 @@ from taosr1 import contracts
 from taosr1.data.world import generate_world
 from taosr1.errors import InputError
 from taosr1.labels import from_homedepot_mean
+from taosr1.text import clean_text
 
 SHARED_DATA_ENV = "TAOSR1_SHARED_DATA"
 
@@ -41,12 +42,12 @@ def homedepot(split: str = "train", data_dir: Path | None = None) -> tuple[pd.Da
     raw = pd.read_parquet(data_dir / f"homedepot_{split}_sample.parquet")
     products = (raw.drop_duplicates("product_uid")
                 .assign(product_id=lambda d: "hd-" + d["product_uid"].astype(str),
-                        title=lambda d: d["product_title"].astype(str).str.replace("_x000D_", " ", regex=False),
+                        title=lambda d: d["product_title"].map(clean_text),
                         category=None, brand=None, price=None, attributes=None, description=None,
                         source="homedepot"))
     labels = raw.assign(
         query_id=lambda d: "hd-" + d["query_id"].astype(str),
-        query=lambda d: d["search_term"].astype(str),
+        query=lambda d: d["search_term"].map(clean_text),
         product_id=lambda d: "hd-" + d["product_uid"].astype(str),
         label=lambda d: d["relevance"].map(from_homedepot_mean).astype("int32"),
         raw_label=lambda d: d["relevance"].map(lambda r: f"{r:.2f}"),
@@ -61,17 +62,24 @@ def user(products_path: str, labels_path: str) -> tuple[pd.DataFrame, pd.DataFra
 
 
 def load_source(name: str, *, seed: int = 7, split: str = "train", products_path: str | None = None,
-                labels_path: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Products and labels from a named source: ``world`` | ``homedepot`` | ``user``."""
+                labels_path: str | None = None, set_name: str | None = None,
+                scale: str = "1-4") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Products and labels from a named source: ``world`` | ``homedepot`` | ``user``. ``user`` with ``--labels``
+    only: one file with the columns a team has (:mod:`taosr1.data.user_set`); with ``--products`` too: two files
+    in the input contracts."""
     if name == "world":
         p, lab = generate_world(seed=seed)
         return _conform(p, "products"), _conform(lab, "query_product_labels")
     if name == "homedepot":
         return homedepot(split)
     if name == "user":
+        if labels_path and not products_path:
+            from taosr1.data.user_set import user_set
+
+            return user_set(labels_path, set_name or "user", scale)  # type: ignore[arg-type]
         if not (products_path and labels_path):
-            raise InputError("--source user needs --products and --labels (Parquet in the products and "
-                             "query_product_labels contracts)")
+            raise InputError("--source user needs --labels FILE (query, product_id, title, label; .csv, .jsonl or "
+                             ".parquet), or --products and --labels in the two input contracts")
         return user(products_path, labels_path)
     raise InputError(f"unknown source '{name}' (world | homedepot | user)")
 

@@ -52,6 +52,10 @@ class EvaluateParams(Params):
     batch_size: int = Field(default=32, ge=1)
     dtype: Literal["auto", "float32", "bfloat16"] = Field(default="float32", description="Compute dtype of the "
                                                           "models (auto: bf16 where the CPU has bf16 instructions).")
+    device: str = Field(default="cpu", description="cpu | cuda[:N]")
+    calibrate_pairs: int | None = Field(default=None, ge=1, description="Fit each model's beta_cum for macro-F1 on "
+                                        "about this many training pairs (whole queries) before its CumPT tiers are "
+                                        "read; default: the model's stored calibration, else beta_cum 0.5.")
     seed: int = 13
 
     @model_validator(mode="after")
@@ -128,6 +132,7 @@ class Evaluate(Stage[EvaluateParams]):
             if train_source == p.source:
                 train_where += " (the evaluated pairs themselves: the baselines are optimistic)"
         test_df = subsample(test_df, p.max_pairs, p.seed).persist()
+        calib_df = subsample(train_df, p.calibrate_pairs, p.seed + 1).persist() if p.calibrate_pairs else None
         try:
             test = test_df.select("query_id", "product_id", "query", "title", "description", "label").toPandas() \
                 .sort_values(["query_id", "product_id"]).reset_index(drop=True)
@@ -137,7 +142,7 @@ class Evaluate(Stage[EvaluateParams]):
             rows: list[dict] = []
             tiers = {"gold": _mix(gold)}
             for system, path in p.models.items():
-                m, tier_levels = self._score_model(test_df, test, system, path, p)
+                m, tier_levels = self._score_model(test_df, test, system, path, p, calib_df)
                 rows.append(m)
                 tiers[system] = _mix(tier_levels)
             train = train_df.select("query", "title", "description", "label").toPandas()
@@ -148,12 +153,15 @@ class Evaluate(Stage[EvaluateParams]):
                 rows.append(m)
         finally:
             test_df.unpersist()
+            if calib_df is not None:
+                calib_df.unpersist()
         now = dt.datetime.now(dt.timezone.utc)
         out = ctx.spark.createDataFrame([
             dict(eval_id=eval_id, system=r["system"], kind=r["kind"], model_version=r["model_version"],
                  corpus_id=p.corpus_id, split=p.split if p.corpus_id else "all", n=r["n"], accuracy=r["accuracy"],
                  macro_f1=r["macro_f1"], per_class=r["per_class"], confusion=json.dumps(r["confusion"]),
-                 ndcg_10=r["ndcg_10"], tier_agreement=r["tier_agreement"], beta_cum=r["beta_cum"], created_at=now,
+                 ndcg_10=r["ndcg_10"], tier_agreement=r["tier_agreement"], beta_cum=r["beta_cum"],
+                 cumpt_macro_f1=r.get("cumpt_macro_f1"), created_at=now,
                  source=p.source, train_source=None if p.corpus_id else _train_source(p), reading=r["reading"])
             for r in rows], schema=contracts.load("eval_metrics").schema)
         c = ctx.report.counts
@@ -170,12 +178,12 @@ class Evaluate(Stage[EvaluateParams]):
         ctx.report.info["report"] = write_report(p.report or f"{store.root}/reports/{eval_id}.html",
                                                  f"taosr1 evaluation {eval_id}", rows, tiers, notes)
 
-    def _score_model(self, test_df: DataFrame, test: pd.DataFrame, system: str, path: str, p: EvaluateParams
-                     ) -> tuple[dict, np.ndarray]:
+    def _score_model(self, test_df: DataFrame, test: pd.DataFrame, system: str, path: str, p: EvaluateParams,
+                     calib_df: DataFrame | None = None) -> tuple[dict, np.ndarray]:
         """One model's metrics on the set, read the way it is deployed (label first) or, for a think-first model,
         by greedy generation and its last line."""
         model = ModelRef.resolve(path)
-        config = engine_config(model_path=path, batch_size=p.batch_size, dtype=p.dtype)
+        config = engine_config(model_path=path, batch_size=p.batch_size, dtype=p.dtype, device=p.device)
         gold = test["label"].to_numpy(dtype=int)
         order = model_card(path).get("order", "post_cot")
         key = ["query_id", "product_id"]
@@ -200,11 +208,21 @@ class Evaluate(Stage[EvaluateParams]):
             probs = scored[list(PROB_COLS)].to_numpy()
             pred = np.array(LEVELS)[probs.argmax(axis=1)]
             reading = "label_probs"
-        tier_levels = levels(probs, model.thresholds) if reading == "label_probs" else pred
+        thresholds = model.thresholds
+        if reading == "label_probs" and calib_df is not None:  # beta_cum fitted on training pairs, never these
+            from taosr1.scoring.calibrate import calibrate
+
+            with engine_failures():
+                cal = with_label_probs(calib_df, config).select("label", *PROB_COLS, "error").toPandas()
+            cal = cal[cal["error"].isna()]
+            thresholds = calibrate(cal[list(PROB_COLS)].to_numpy(), cal["label"].to_numpy(dtype=int)).thresholds
+        tier_levels = levels(probs, thresholds) if reading == "label_probs" else pred
         m = classification_metrics(gold, pred)
         m.update(system=system, kind="model", model_version=model.version, reading=reading,
                  tier_agreement=tier_agreement(gold, tier_levels) if reading == "label_probs" else None,
-                 beta_cum=model.thresholds.beta_cum if reading == "label_probs" else None,
+                 beta_cum=thresholds.beta_cum if reading == "label_probs" else None,
+                 cumpt_macro_f1=classification_metrics(gold, tier_levels)["macro_f1"]
+                 if reading == "label_probs" else None,
                  ndcg_10=ndcg_at_10(test["query_id"].to_numpy(), gold, probs @ np.array(LEVELS, dtype=float)))
         if reading == "generate":
             m["format_errors"] = int((pred == 0).sum())
@@ -225,5 +243,6 @@ def _texts(frame: pd.DataFrame) -> dict:
 def metrics_table(store: TableStore, eval_id: str) -> pd.DataFrame:
     """The ``eval_metrics`` rows of one evaluation, for printing."""
     return (store.read("eval_metrics").where(F.col("eval_id") == eval_id)
-            .select("system", "kind", "n", "accuracy", "macro_f1", "per_class", "ndcg_10", "tier_agreement")
+            .select("system", "kind", "n", "accuracy", "macro_f1", "per_class", "ndcg_10", "cumpt_macro_f1",
+                    "tier_agreement", "beta_cum")
             .toPandas())

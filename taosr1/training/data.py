@@ -21,7 +21,8 @@ COLUMNS = {
 
 
 def load_dataset_for(kind: Kind, store: TableStore, partition: str, split: str = "train",
-                     version: int | None = None, extra_columns: tuple[str, ...] = (), order: str = "post_cot"):
+                     version: int | None = None, extra_columns: tuple[str, ...] = (), order: str = "post_cot",
+                     completion: str = "cot"):
     """``kind`` = sft | dpo | grpo; ``partition`` = the corpus id (sft) or pass@N run id (dpo, grpo)."""
     import datasets
 
@@ -39,6 +40,10 @@ def load_dataset_for(kind: Kind, store: TableStore, partition: str, split: str =
     # an empty table with nested columns does not cast into a Dataset: build the empty one from its columns
     ds = datasets.Dataset(arrow) if arrow.num_rows else datasets.Dataset.from_dict({c: [] for c in arrow.column_names})
     ds.info.description = f"{table} v{dt.version()} {part_col}={partition} split={split}"
+    if completion == "label" and kind == "sft" and len(ds):  # the ablation without CoT: the label line only
+        ds = ds.map(lambda r: {"completion": [{"role": "assistant",
+                                               "content": r["completion"][0]["content"].split("\n", 1)[0]}]})
+        ds.info.description = f"{table} v{dt.version()} {part_col}={partition} split={split} completion=label"
     if order == "think_first" and kind == "sft" and len(ds):
         ds = ds.map(think_first)
         ds.info.description = f"{table} v{dt.version()} {part_col}={partition} split={split} order=think_first"

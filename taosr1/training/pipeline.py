@@ -40,6 +40,10 @@ class PipelineParams(Params):
                                    "pairs (whole queries).")
     passn_pairs: int | None = Field(default=None, ge=1, description="pass@N samples at most this many train pairs.")
     think_first: bool = Field(default=True, description="Also train the think-first CoT-SFT ablation.")
+    sft_completion: Literal["cot", "label"] = Field(default="cot", description="Post-CoT SFT on the label and its "
+                                                    "CoT (the paper) | the label line only (an ablation).")
+    gpu: bool = Field(default=False, description="pass@N with vLLM on CUDA, training on the GPU, GRPO generating "
+                      "with TRL's colocated vLLM.")
     n: int = Field(default=5, ge=2, description="pass@N samples per pair.")
     temperature: float = Field(default=1.0, gt=0)
     max_new_tokens: int = Field(default=160, ge=1, description="pass@N: tokens per sample.")
@@ -79,7 +83,7 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
                              grpo_completion_tokens=cfg.grpo_completion_tokens, sft_steps=cfg.sft_steps,
                              dpo_steps=cfg.dpo_steps, grpo_steps=cfg.grpo_steps, seed=cfg.seed,
                              embeddings=cfg.embeddings, recipe=recipe, passn_pairs=cfg.passn_pairs,
-                             eval_pairs=cfg.eval_pairs)
+                             eval_pairs=cfg.eval_pairs, gpu=cfg.gpu, sft_completion=cfg.sft_completion)
     reports = {}
     for step in TRAINING_LOOP:
         if step.id == "sft_think_first" and not cfg.think_first:

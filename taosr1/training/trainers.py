@@ -127,6 +127,8 @@ def save_trained(trainer, out_dir: str, stage: str, data_description: str, cfg: 
     history = [h for h in trainer.state.log_history if "loss" in h or "train_loss" in h]
     card = {"name": f"taosr1-{stage}", "stage": stage, "data": data_description, "config": asdict(cfg),
             "metrics": history[-5:], "prompt": prompt, "order": order, **lineage}
+    if "completion=label" in data_description:
+        card["completion"] = "label"
     (out / "taosr1_model.json").write_text(json.dumps(card, indent=2, default=str))
     stamp_identity(out)
     return out
@@ -168,6 +170,8 @@ class TrainParams(Params):
                                                           "the CPU has bf16 instructions (or on CUDA), else fp32.")
     order: Literal["post_cot", "think_first"] = Field(default="post_cot", description="SFT: label first, then the "
                                                       "CoT (deployed) | the CoT first (the paper's ablation).")
+    completion: Literal["cot", "label"] = Field(default="cot", description="SFT: train on the label and its CoT, or "
+                                                "on the label line only (an ablation: no reasoning, fewer tokens).")
     cpu: bool = Field(default=True, description="Train on the CPU (--no-cpu: the GPU).")
     num_generations: int = Field(default=4, ge=2, description="GRPO: completions per prompt.")
     max_completion_length: int = Field(default=96, ge=1, description="GRPO: tokens per completion.")
@@ -200,7 +204,7 @@ class _Train(Stage[TrainParams]):
         from taosr1.training.data import load_dataset_for
 
         cfg = p.train_config()
-        ds = load_dataset_for(self.kind, ctx.store, p.data, order=p.order)
+        ds = load_dataset_for(self.kind, ctx.store, p.data, order=p.order, completion=p.completion)
         c = ctx.report.counts
         if len(ds) == 0:
             if p.if_empty == "fail":
