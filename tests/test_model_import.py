@@ -88,3 +88,28 @@ def test_packaged_smollm2_imports_and_judges(tmp_path):
     n_compact, n_long = len(engine.tokenizer.encode(prompt)), len(engine.tokenizer.encode(long))
     assert n_long >= 3 * n_compact, (n_long, n_compact)  # what a pair costs: the compact variant is >3x cheaper
     assert np.allclose(engine.label_probs([prompt]).sum(), 1.0)
+
+
+def test_an_adapter_applies_only_to_its_own_base(builtin_model, tiny_gguf, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from taosr1.model.adapters import ADAPTER_CARD, apply_adapter
+    from taosr1.model.loading import content_hash
+
+    base = AutoModelForCausalLM.from_pretrained(builtin_model)
+    lora = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter", safe_serialization=True)
+    (tmp_path / "adapter" / ADAPTER_CARD).write_text(json.dumps(
+        {"name": "tiny-adapter", "prompt": "long", "base_content_sha256": content_hash(builtin_model)}))
+    out = apply_adapter(builtin_model, tmp_path / "adapter", tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    fresh = AutoModelForCausalLM.from_pretrained(builtin_model)
+    changed = [n for (n, a), (_, b) in zip(merged.named_parameters(), fresh.named_parameters())
+               if not torch.equal(a, b)]
+    assert changed and json.loads((out / CARD).read_text())["adapter"]["name"] == "tiny-adapter"
+    assert model_version(out)  # stamped: its identity verifies
+    other = import_model(tiny_gguf, tmp_path / "other")
+    with pytest.raises(InputError, match="trained on another base"):
+        apply_adapter(other.path, tmp_path / "adapter", tmp_path / "merged2")

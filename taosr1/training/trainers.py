@@ -114,12 +114,15 @@ def grpo_trainer(model_dir: str, dataset, out_dir: str, cfg: TrainConfig | None 
 
 
 def save_trained(trainer, out_dir: str, stage: str, data_description: str, cfg: TrainConfig,
-                 prompt: str = "long", lineage: dict | None = None, order: str = "post_cot") -> Path:
+                 prompt: str = "long", lineage: dict | None = None, order: str = "post_cot",
+                 adapter_out: str | None = None) -> Path:
     """Save weights (safetensors; LoRA merged into the base) + tokenizer + a model card with data, metrics, the
     prompt variant it was trained on and its lineage (base, training source)."""
     lineage = lineage or {}
     out = Path(out_dir)
     model = trainer.model
+    if adapter_out and hasattr(model, "merge_and_unload"):  # the LoRA adapter alone (a few MB), before merging
+        model.save_pretrained(adapter_out, safe_serialization=True)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     model.save_pretrained(out, safe_serialization=True)
@@ -172,6 +175,8 @@ class TrainParams(Params):
                                                       "CoT (deployed) | the CoT first (the paper's ablation).")
     completion: Literal["cot", "label"] = Field(default="cot", description="SFT: train on the label and its CoT, or "
                                                 "on the label line only (an ablation: no reasoning, fewer tokens).")
+    adapter_out: str | None = Field(default=None, description="With LoRA: also save the adapter alone here (a few "
+                                    "MB, to ship and apply to the same base with `taosr1 model adapt`).")
     cpu: bool = Field(default=True, description="Train on the CPU (--no-cpu: the GPU).")
     num_generations: int = Field(default=4, ge=2, description="GRPO: completions per prompt.")
     max_completion_length: int = Field(default=96, ge=1, description="GRPO: tokens per completion.")
@@ -223,7 +228,7 @@ class _Train(Stage[TrainParams]):
         lineage = {"base": str(p.base), "base_name": base_card.get("name"),
                    "training_source": base_card.get("training_source") or _corpus_source(ctx, self.kind, p.data)}
         path = save_trained(trainer, p.out, self.kind, ds.info.description, cfg, variant_of(list(ds[0]["prompt"])),
-                            lineage, p.order)
+                            lineage, p.order, p.adapter_out)
         c.rows_in = c.kept = len(ds)
         c.extra = {"steps": int(trainer.state.global_step)}
         ctx.report.info.update(path=path, params={"data_version": ds.info.description})
