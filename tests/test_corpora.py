@@ -228,3 +228,29 @@ def test_corpora_on_the_real_homedepot_judgments(spark, homedepot, tmp_path):
     assert c.extra["chunks_done"] == 1 and c.kept + c.filtered["not_sampled_yet"] == c.rows_in and c.adds_up()
     assert job(store, "build_dpo_pairs", run_id=pn.run_id).counts.rows_in == c.kept
     assert job(store, "label_difficulty", run_id=pn.run_id).counts.rows_in == c.kept
+
+
+@pytest.mark.slow
+def test_killed_sft_resumes_from_its_last_checkpoint(corpus, builtin_model, tmp_path):
+    store, cid, _ = corpus
+    out, run_dir = tmp_path / "sft", tmp_path / ".sft-run"
+    settings = dict(max_steps=120, checkpoint_steps=10, batch_size=4, dtype="float32")
+    args = [sys.executable, "-c", "from taosr1.cli import main; main()", "train", "sft", "--data", cid, "--base",
+            builtin_model, "--out", str(out), "--warehouse", store.root,
+            *[x for k, v in settings.items() for x in (f"--{k.replace('_', '-')}", str(v))]]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while not list(run_dir.glob("checkpoint-*/trainer_state.json")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # wherever it is: maybe mid-way through writing the next checkpoint
+    proc.wait()
+    assert list(run_dir.glob("checkpoint-*/trainer_state.json")), "no checkpoint before the kill"
+    assert not (out / "model.safetensors").exists()
+    rep = job(store, "train_sft", data=cid, base=builtin_model, out=str(out), **settings)
+    start = int(rep.info["resumed_from"].rsplit("-", 1)[1])
+    assert 10 <= start < 120 and rep.counts.extra["steps"] == 120
+    assert (out / "model.safetensors").exists() and not run_dir.exists()
+    # other settings never resume from that attempt's checkpoints
+    again = job(store, "train_sft", data=cid, base=builtin_model, out=str(out), max_steps=20, batch_size=4,
+                dtype="float32")
+    assert "resumed_from" not in again.info

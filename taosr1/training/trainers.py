@@ -7,6 +7,7 @@ prompt/completion, prompt/chosen/rejected, prompt + ``gold_label`` for the rewar
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -40,13 +41,16 @@ class TrainConfig:
     grpo_beta: float = 0.02
     grpo_partial_credit: float = 0.0
     bf16: bool = False  # bf16 autocast (only where the CPU has bf16 instructions, or on CUDA)
+    checkpoint_steps: int = 0  # > 0: a checkpoint every N steps (the latest kept), so a killed run resumes
     train_layers: int = 0  # > 0: full fine-tuning of the top N decoder layers (+ final norm) only
 
 
 def _common(cfg: TrainConfig, out_dir: str) -> dict[str, Any]:
     return dict(output_dir=out_dir, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
                 per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-                seed=cfg.seed, logging_steps=cfg.logging_steps, save_strategy="no", report_to=[],
+                seed=cfg.seed, logging_steps=cfg.logging_steps, report_to=[],
+                save_strategy="steps" if cfg.checkpoint_steps else "no", save_steps=cfg.checkpoint_steps or 500,
+                save_total_limit=1,
                 use_cpu=cfg.use_cpu, bf16=cfg.bf16, gradient_checkpointing=False, disable_tqdm=False)
 
 
@@ -139,8 +143,6 @@ def save_trained(trainer, out_dir: str, stage: str, data_description: str, cfg: 
 
 def keep_base(base: str, out: str, stage: str, data_description: str) -> Path:
     """The starting model saved unchanged as this stage's output, with a card that says why."""
-    import shutil
-
     src, dst = check_model_dir(base), Path(out)
     shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("calibration"))
     card = {"name": f"taosr1-{stage}", "stage": stage, "data": data_description,
@@ -149,6 +151,23 @@ def keep_base(base: str, out: str, stage: str, data_description: str) -> Path:
     (dst / "taosr1_model.json").write_text(json.dumps(card, indent=2))
     stamp_identity(dst)
     return dst
+
+
+def resume_point(run_dir: str, settings: dict) -> str | None:
+    """The latest checkpoint of an earlier attempt with exactly these settings (params and data version), else
+    None; an attempt with other settings is cleared first, so checkpoints never mix two runs."""
+    folder, stamp = Path(run_dir), Path(run_dir) / "taosr1_run.json"
+    key = json.dumps(settings, sort_keys=True, default=str)
+    if folder.exists() and (not stamp.exists() or stamp.read_text() != key):
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key)
+    ckpts = sorted(folder.glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[1]))
+    complete = [c for c in ckpts if (c / "trainer_state.json").exists()]  # written last: a kill mid-save has none
+    for c in ckpts:
+        if c not in complete:
+            shutil.rmtree(c)
+    return str(complete[-1]) if complete else None
 
 
 def _card(path: str | Path) -> dict:
@@ -176,7 +195,9 @@ class TrainParams(Params):
     completion: Literal["cot", "label"] = Field(default="cot", description="SFT: train on the label and its CoT, or "
                                                 "on the label line only (an ablation: no reasoning, fewer tokens).")
     adapter_out: str | None = Field(default=None, description="With LoRA: also save the adapter alone here (a few "
-                                    "MB, to ship and apply to the same base with `taosr1 model adapt`).")
+                                    "MB, shipped and merged into the same base by `taosr1.model.adapters`).")
+    checkpoint_steps: int = Field(default=0, ge=0, description="Save a checkpoint every N steps (the latest is "
+                                  "kept): a killed run with the same settings resumes from it (0 = no checkpoints).")
     cpu: bool = Field(default=True, description="Train on the CPU (--no-cpu: the GPU).")
     num_generations: int = Field(default=4, ge=2, description="GRPO: completions per prompt.")
     max_completion_length: int = Field(default=96, ge=1, description="GRPO: tokens per completion.")
@@ -192,7 +213,7 @@ class TrainParams(Params):
         return TrainConfig(max_steps=self.max_steps, learning_rate=self.learning_rate, batch_size=self.batch_size,
                            lora_r=self.lora_r, use_cpu=self.cpu, grpo_num_generations=self.num_generations,
                            grpo_max_completion_length=self.max_completion_length, bf16=bf16,
-                           train_layers=self.train_layers)
+                           train_layers=self.train_layers, checkpoint_steps=self.checkpoint_steps)
 
 
 class _Train(Stage[TrainParams]):
@@ -217,11 +238,14 @@ class _Train(Stage[TrainParams]):
             ctx.report.info.update(path=keep_base(p.base, p.out, self.kind, ds.info.description), skipped=True)
             return
         run_dir = str(Path(p.out).parent / f".{Path(p.out).name}-run")
+        resume = resume_point(run_dir, {**p.model_dump(mode="json"), "data_version": ds.info.description})
         trainer = type(self).build(p.base, ds, run_dir, cfg)
         if p.use_vllm and self.kind == "grpo":  # GPU only: TRL's colocated vLLM generation (not on CPU)
             trainer.args.use_vllm = True
             trainer.args.vllm_mode = "colocate"
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume)
+        if resume:
+            ctx.report.info["resumed_from"] = resume
         from taosr1.prompts.template import variant_of
 
         base_card = _card(p.base)
@@ -229,6 +253,7 @@ class _Train(Stage[TrainParams]):
                    "training_source": base_card.get("training_source") or _corpus_source(ctx, self.kind, p.data)}
         path = save_trained(trainer, p.out, self.kind, ds.info.description, cfg, variant_of(list(ds[0]["prompt"])),
                             lineage, p.order, p.adapter_out)
+        shutil.rmtree(run_dir, ignore_errors=True)  # the model is saved: its checkpoints are debris now
         c.rows_in = c.kept = len(ds)
         c.extra = {"steps": int(trainer.state.global_step)}
         ctx.report.info.update(path=path, params={"data_version": ds.info.description})
