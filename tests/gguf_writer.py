@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-          "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+          "'<|im_end|>' + '\\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 
 
 def write_tiny_gguf(path: Path, tokenizer_json: Path, *, hidden: int = 32, layers: int = 2, heads: int = 4,

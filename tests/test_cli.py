@@ -91,8 +91,6 @@ def test_corpus_jobs_in_sequence_from_the_cli(spark, tmp_path, builtin_model):
 @pytest.mark.skipif(BACKEND != "delta-rs", reason="CLI runs the embedded default")
 def test_own_data_in_one_step_then_evaluate(spark, tmp_path, builtin_model):
     """Four columns of a team's own judgments: load them, then evaluate a model on them (two commands)."""
-    import pandas as pd
-
     from taosr1.data.sources import load_source
 
     products, labels = load_source("world")

@@ -55,7 +55,8 @@ class RuleSet:
             for i, r in enumerate(doc["rules"]):
                 rule = Rule(str(r["id"]), tuple(int(v) for v in r["levels"]), tuple(r.get("query_types") or ()),
                             str(r["text"]), str(r.get("keywords", "")))
-                bad = [v for v in rule.levels if v not in LEVELS] + [t for t in rule.query_types if t not in QUERY_TYPES]
+                bad = [v for v in rule.levels if v not in LEVELS]
+                bad += [t for t in rule.query_types if t not in QUERY_TYPES]
                 if bad or not rule.levels or not rule.text.strip():
                     raise ValueError(f"rule {i} ({rule.id}): needs levels in 1-4, known query types "
                                      f"({', '.join(QUERY_TYPES)}) and text; got {bad or 'no levels/text'}")

@@ -130,7 +130,8 @@ class SftCorpus(Stage[SftParams]):
             from taosr1.model.reference import ModelRef
 
             engine = p.engine_config(store.root)
-            taught = (with_samples(with_teacher_hint(train, p.rules), engine, n=1, temperature=0.7, max_new_tokens=p.max_new_tokens, seed=p.seed)
+            taught = (with_samples(with_teacher_hint(train, p.rules), engine, n=1, temperature=0.7,
+                                   max_new_tokens=p.max_new_tokens, seed=p.seed)
                       .withColumnRenamed("text", "completion_text")
                       .withColumn("teacher_label", F.lit(None).cast("int")))
             version = ModelRef.resolve(engine.model_path, backend=engine.backend).version
