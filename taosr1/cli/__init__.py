@@ -220,9 +220,10 @@ def pipeline_train_cmd(warehouse: str | None = None, backend: str | None = None,
     for stage, secs, detail in res["stages"]:
         t.add_row(stage, f"{secs:.1f}", detail)
     console.print(t)
-    from taosr1.cli.present import metrics_rich_table
+    from taosr1.cli.present import TABLE_WIDTH, metrics_rich_table
 
-    console.print(metrics_rich_table(res["metrics"], f"dev table ({res['eval_id']})"))
+    console.print(metrics_rich_table(res["metrics"], f"dev table ({res['eval_id']})"),
+                  width=max(console.width, TABLE_WIDTH))
     console.print(f"report: {res['report']}")
 
 

@@ -55,6 +55,7 @@ def present_score(store, rep) -> None:
               F.round("p2", 3).alias("p2"), F.round("p1", 3).alias("p1"), "level", "tier").show(5, truncate=38)
 
 
+TABLE_WIDTH = 150  # the metrics table is wide: never squeezed into a log's 80 columns
 SYSTEM_ORDER = ("base", "sft_think_first", "sft", "dpo", "grpo", "majority", "lexical", "embedding")
 
 
@@ -81,7 +82,8 @@ def metrics_rich_table(metrics, title: str) -> Table:
 def _present_evaluate(store, rep) -> None:
     from taosr1.evaluation.evaluate import metrics_table
 
-    console.print(metrics_rich_table(metrics_table(store, rep.run_id), f"evaluation {rep.run_id}"))
+    console.print(metrics_rich_table(metrics_table(store, rep.run_id), f"evaluation {rep.run_id}"),
+                  width=max(console.width, TABLE_WIDTH))
     console.print(f"report: {rep.info['report']}")
 
 

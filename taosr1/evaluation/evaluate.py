@@ -86,8 +86,9 @@ def subsample(df: DataFrame, max_pairs: int | None, seed: int) -> DataFrame:
 
     per_q = df.groupBy("query_id").count().withColumn("h", bucket_hash(["query_id"], seed))
     per_q = per_q.withColumn("cum", F.sum("count").over(Window.orderBy("h", "query_id")))
-    keep = per_q.where(F.col("cum") - F.col("count") < max_pairs).select("query_id")
-    return df.join(keep, "query_id", "inner")
+    keep = [r["query_id"] for r in per_q.where(F.col("cum") - F.col("count") < max_pairs).select("query_id")
+            .collect()]  # a list, so the window runs once, not in every later action
+    return df.where(F.col("query_id").isin(keep))
 
 
 def _mix(levels_arr: np.ndarray) -> dict[str, int]:
