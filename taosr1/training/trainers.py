@@ -18,7 +18,7 @@ from pydantic import Field
 
 from taosr1.errors import InputError
 from taosr1.job import Context, Ident, Params, Stage
-from taosr1.model.loading import CARD, check_model_dir, load_tokenizer, prompt_variant, stamp_identity
+from taosr1.model.loading import check_model_dir, load_tokenizer, model_card, prompt_variant, stamp_identity
 from taosr1.training.data import Kind
 
 
@@ -147,7 +147,7 @@ def keep_base(base: str, out: str, stage: str, data_description: str) -> Path:
     shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("calibration"))
     card = {"name": f"taosr1-{stage}", "stage": stage, "data": data_description,
             "skipped": f"no training rows; weights are the starting model {src}", "prompt": prompt_variant(src),
-            "training_source": _card(src).get("training_source")}
+            "training_source": model_card(src).get("training_source")}
     (dst / "taosr1_model.json").write_text(json.dumps(card, indent=2))
     stamp_identity(dst)
     return dst
@@ -168,11 +168,6 @@ def resume_point(run_dir: str, settings: dict) -> str | None:
         if c not in complete:
             shutil.rmtree(c)
     return str(complete[-1]) if complete else None
-
-
-def _card(path: str | Path) -> dict:
-    f = Path(path) / CARD
-    return json.loads(f.read_text()) if f.exists() else {}
 
 
 class TrainParams(Params):
@@ -248,7 +243,7 @@ class _Train(Stage[TrainParams]):
             ctx.report.info["resumed_from"] = resume
         from taosr1.prompts.template import variant_of
 
-        base_card = _card(p.base)
+        base_card = model_card(p.base)
         lineage = {"base": str(p.base), "base_name": base_card.get("name"),
                    "training_source": base_card.get("training_source") or _corpus_source(ctx, self.kind, p.data)}
         path = save_trained(trainer, p.out, self.kind, ds.info.description, cfg, variant_of(list(ds[0]["prompt"])),
