@@ -8,6 +8,7 @@ or of any type, so a negation query is always argued with the negation rules.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -81,3 +82,9 @@ class RuleSet:
                if (not self.rules[i].query_types or query_type in self.rules[i].query_types)
                and (level is None or level in self.rules[i].levels)]
         return out[:k]
+
+
+@functools.lru_cache(maxsize=4)
+def cached_rules(path: str | None = None) -> RuleSet:
+    """One parsed and indexed rule set per Python worker (Spark UDFs call this per batch)."""
+    return RuleSet.load(path)

@@ -65,10 +65,10 @@ def template_teacher(df: DataFrame, rules_path: str | None, compact: bool = Fals
                                                   StructField("rules_level", IntegerType())])
 
     def run(batches):
-        from taosr1.corpora.rules import RuleSet
+        from taosr1.corpora.rules import cached_rules
         from taosr1.corpora.teacher import conditioned_completion
 
-        rules = RuleSet.load(rules_path)
+        rules = cached_rules(rules_path)
         for pdf in batches:
             out = [conditioned_completion(r["query"], r, int(r["label"]), rules, r["query_type"], compact)
                    for r in pdf.to_dict("records")]
@@ -86,10 +86,10 @@ def with_teacher_hint(df: DataFrame, rules_path: str | None) -> DataFrame:
     def hint(query, title, label, query_type):
         import pandas as pd
 
-        from taosr1.corpora.rules import RuleSet
+        from taosr1.corpora.rules import cached_rules
         from taosr1.corpora.teacher import teacher_hint
 
-        rules = RuleSet.load(rules_path)
+        rules = cached_rules(rules_path)
         return pd.Series([teacher_hint(int(lv), rules.retrieve(f"{q} {t}", qt, k=2, level=int(lv)))
                           for q, t, lv, qt in zip(query, title, label, query_type)])
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from taosr1.errors import InputError
-from taosr1.model.loading import CARD, check_model_dir, stamp_identity
+from taosr1.model.loading import CARD, stamp_identity
 from taosr1.prompts.template import PromptVariant, label_token_ids
 
 
@@ -73,14 +73,9 @@ def _gguf_field(path: Path, key: str) -> str | None:
 
 
 def _load_folder(path: Path, dtype: str) -> tuple[Any, Any]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from taosr1.model.loading import load_causal_lm, load_tokenizer
 
-    folder = check_model_dir(path)
-    tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
-    model = AutoModelForCausalLM.from_pretrained(str(folder), trust_remote_code=False, use_safetensors=True,
-                                                 dtype=getattr(torch, dtype))
-    return tok, model
+    return load_tokenizer(path), load_causal_lm(path, dtype)
 
 
 def import_model(source: str | Path, out: str | Path, *, name: str | None = None, dtype: str = "float32",
