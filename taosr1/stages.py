@@ -44,6 +44,7 @@ STAGES: dict[str, StageSpec] = {s.job: s for s in (
     StageSpec("train_dpo", ("train", "dpo"), "taosr1.training.trainers:TrainDpo"),
     StageSpec("train_grpo", ("train", "grpo"), "taosr1.training.trainers:TrainGrpo"),
     StageSpec("evaluate", ("evaluate",), "taosr1.evaluation.evaluate:Evaluate"),
+    StageSpec("promote_model", ("promote",), "taosr1.evaluation.promote:PromoteModel"),
     StageSpec("vacuum", ("vacuum",), "taosr1.maintenance:Vacuum"),
 )}
 
@@ -87,6 +88,7 @@ TRAINING_LOOP: tuple[Step, ...] = (
                                   "train_source": "{eval_train_source}", "models": {
                                       "base": "{base}", "sft_think_first": "{sft_tf_model}", "sft": "{sft_model}",
                                       "dpo": "{dpo_model}", "grpo": "{grpo_model}"}}),
+    Step("promote", "promote_model", {"challenger": "{grpo_model}"}),
 )
 
 # Settings per model size. ``builtin``: the 0.7M-parameter built-in model (tests, the demo). ``small``: an imported
@@ -113,10 +115,12 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
 def loop_settings(*, n: Any, temperature: Any, max_new_tokens: Any, grpo_completion_tokens: Any, sft_steps: Any,
                   dpo_steps: Any, grpo_steps: Any, seed: Any, embeddings: Any = True, recipe: str = "builtin",
                   passn_pairs: Any = None, eval_pairs: Any = None, gpu: bool = False,
-                  sft_completion: str = "cot") -> dict[str, dict[str, Any]]:
+                  sft_completion: str = "cot", min_gain_macro_f1: Any = 0.005,
+                  min_gain_ndcg_10: Any = 0.0) -> dict[str, dict[str, Any]]:
     """Each step's own settings beside its wiring (values may be Airflow templates). Training steps with no rows
     keep their starting model so a scheduled loop runs to the evaluation. ``gpu``: pass@N with vLLM on CUDA,
-    training on the GPU, GRPO generating with TRL's colocated vLLM."""
+    training on the GPU, GRPO generating with TRL's colocated vLLM. The evaluation scores the champion beside the
+    loop's models; ``promote`` makes the GRPO model the champion only if it wins by the margins."""
     r = RECIPES[recipe]
     on = dict(engine="vllm", device="cuda") if gpu else {}
     passn = dict(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, chunks=4,
@@ -130,8 +134,9 @@ def loop_settings(*, n: Any, temperature: Any, max_new_tokens: Any, grpo_complet
         "dpo": dict(max_steps=dpo_steps, if_empty="keep_base", **r["dpo"], **train),
         "grpo": dict(max_steps=grpo_steps, num_generations=4, max_completion_length=grpo_completion_tokens,
                      if_empty="keep_base", **r["grpo"], **train, **(dict(use_vllm=True) if gpu else {})),
-        "evaluate": dict(embeddings=embeddings, max_pairs=eval_pairs, **r["evaluate"],
+        "evaluate": dict(embeddings=embeddings, max_pairs=eval_pairs, champion=True, **r["evaluate"],
                          **(dict(device="cuda") if gpu else {})),
+        "promote": dict(min_gain_macro_f1=min_gain_macro_f1, min_gain_ndcg_10=min_gain_ndcg_10),
     }
 
 

@@ -21,7 +21,7 @@ AIRFLOW_PY = REPO / ".venv-airflow" / "bin" / "python"
 def test_dags_in_real_airflow(spark, tmp_path):
     assert AIRFLOW_PY.exists(), "the Airflow venv is missing: run scripts/setup.sh"
     wh = tmp_path / "wh"
-    res = CliRunner().invoke(app, ["demo", "--warehouse", str(wh), "--days", "1"])
+    res = CliRunner().invoke(app, ["demo", "--warehouse", str(wh), "--days", "1", "--scorer", "builtin"])
     assert res.exit_code == 0, res.output
     home = tmp_path / "airflow"
     env = dict(os.environ, AIRFLOW_HOME=str(home), AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "airflow_dags"),

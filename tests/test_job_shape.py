@@ -53,7 +53,7 @@ def test_the_loop_is_wired_in_the_paper_order():
     order = [(s.id, s.job) for s in TRAINING_LOOP]
     assert [j for _, j in order] == ["build_sft_corpus", "train_sft", "train_sft", "sample_pass_at_n",
                                      "build_dpo_pairs", "train_dpo", "sample_pass_at_n", "label_difficulty",
-                                     "train_grpo", "evaluate"]
+                                     "train_grpo", "evaluate", "promote_model"]
     assert order[2][0] == "sft_think_first"  # the paper's ablation, trained on the same corpus from the same base
     v = {"source": "world", "corpus": "c", "run": "r", "base": "B", "models": "M", "sft_model": "M/sft-c",
          "sft_tf_model": "M/sft-tf-c", "dpo_model": "M/dpo-c", "grpo_model": "M/grpo-c", "from_candidates": "",
@@ -67,6 +67,7 @@ def test_the_loop_is_wired_in_the_paper_order():
     ev = _stage("evaluate").Params(**steps["evaluate"])
     assert ev.corpus_id == "c" and ev.source is None and set(ev.models) == {"base", "sft_think_first", "sft", "dpo",
                                                                             "grpo"}
+    assert steps["promote"]["challenger"] == "M/grpo-c"  # the loop's last model challenges the champion
     assert cli_args({"models": {"a": "x"}, "balanced_only": True, "n": 3, "run_id": None}) == \
         ["--models", "a=x", "--balanced-only", "--n", "3"]
     for step in TRAINING_LOOP:  # every wired name is a param of its stage

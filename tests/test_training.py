@@ -98,6 +98,11 @@ def test_pipeline_train_end_to_end(spark, tmp_path, builtin_model):
     res = run_training_pipeline(store, PipelineParams(n=3, sft_steps=150, dpo_steps=4, grpo_steps=2,
                                                       max_new_tokens=32, grpo_completion_tokens=16))
     assert [s[0] for s in res["stages"]][1:] == [s.id for s in TRAINING_LOOP]  # the one stage graph, in order
+    # no champion yet: the GRPO model becomes it (it scored beside the others in the same evaluation)
+    from taosr1.model.registry import champion
+
+    assert res["promotion"].startswith("no champion yet")
+    assert champion(store.root).path == str(next((tmp_path / "wh" / "models").glob("grpo-*")).resolve())
     m = res["metrics"].set_index("system")
     assert {"base", "sft", "dpo", "grpo", "majority", "lexical", "embedding"} <= set(m.index)
     assert (m["n"] == m["n"].iloc[0]).all() and m["n"].iloc[0] > 20

@@ -32,9 +32,12 @@ def test_task_graphs(dagbag):
     n = dagbag.get_dag("nightly_scoring")
     assert n.catchup is False and n.max_active_runs == 1
     assert {t.task_id: sorted(t.downstream_task_ids) for t in n.tasks} == {
-        "wait_for_logs": ["ingest"], "ingest": ["score"], "score": ["validate"], "validate": ["publish"],
+        "day": ["publish", "validate", "wait_for_logs"], "wait_for_logs": ["ingest"], "ingest": ["score"], "score": ["validate"], "validate": ["publish"],
         "publish": []}
     assert all(t.retries == int(os.environ.get("TAOSR1_DAG_RETRIES", "2")) for t in n.tasks)
+    # triggered by the day's logs arriving (an asset event), with the clock as the fallback
+    assert type(n.timetable).__name__ == "AssetOrTimeSchedule"
+    assert "taosr1_search_logs" in str(n.timetable.asset_condition)
     from taosr1.stages import TRAINING_LOOP  # the DAG and `taosr1 pipeline train` walk the same graph
 
     t = dagbag.get_dag("relevance_training")
@@ -63,21 +66,33 @@ def test_nightly_scoring_runs_end_to_end_for_one_day(dagbag):
     run = dag.test(logical_date=datetime(2026, 11, 19, 3, tzinfo=timezone.utc),
                    run_conf={"warehouse": wh, "raw_logs": f"{wh}/raw/search_logs"})
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states == {k: "success" for k in ("wait_for_logs", "ingest", "score", "validate", "publish")}, states
+    assert states == {k: "success" for k in ("day", "wait_for_logs", "ingest", "score", "validate", "publish")}, \
+        states
     scores = DeltaTable(f"{wh}/gold/relevance_scores")
     assert scores.version() > before
     day = scores.to_pandas(partitions=[("ds", "=", "2026-11-19")])
     assert len(day) > 0 and day["run_id"].nunique() == 1
+    from taosr1.model.loading import model_version
+    from taosr1.model.registry import champion
+
+    assert set(day["model_version"]) == {model_version(champion(wh).path)}  # scored with the champion
 
 
 def test_relevance_training_runs_the_loop_end_to_end(dagbag):
+    """The whole loop; the challenger must beat the champion by 1.0 macro-F1, so it loses: the run is green, the
+    decision and its reason are recorded and nightly scoring keeps its champion."""
     from deltalake import DeltaTable
+
+    from taosr1.model.registry import champion
 
     dag = dagbag.get_dag("relevance_training")
     wh = os.environ["TAOSR1_WAREHOUSE"]
+    before = champion(wh)
+    assert before is not None  # the demo crowned its scorer
     run = dag.test(logical_date=datetime(2026, 11, 22, 5, tzinfo=timezone.utc),
                    run_conf={"warehouse": wh, "n": 2, "max_new_tokens": 8, "grpo_completion_tokens": 8,
-                             "sft_steps": 5, "dpo_steps": 2, "grpo_steps": 1, "embeddings": False})
+                             "sft_steps": 5, "dpo_steps": 2, "grpo_steps": 1, "embeddings": False,
+                             "min_gain_macro_f1": 1.0})
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert set(states.values()) == {"success"}, states
     samples = DeltaTable(f"{wh}/corpora/pass_at_n_samples").to_pandas(columns=["run_id", "model_version"])
@@ -86,3 +101,8 @@ def test_relevance_training_runs_the_loop_end_to_end(dagbag):
     assert runs["passn-world-20261122-sft"][0] != runs["passn-world-20261122-dpo"][0]  # the SFT, then the DPO policy
     metrics = DeltaTable(f"{wh}/gold/eval_metrics").to_pandas()
     assert {"base", "sft", "dpo", "grpo", "majority", "lexical"} <= set(metrics["system"])
+    decisions = DeltaTable(f"{wh}/gold/model_promotions").to_pandas().sort_values("decided_at")
+    last = decisions.iloc[-1]
+    assert not last["promoted"] and last["reason"].startswith("kept the champion")
+    assert last["champion_version"] == before.version and last["eval_id"] in set(metrics["eval_id"])
+    assert champion(wh) == before

@@ -4,6 +4,8 @@ and the Airflow DAGs take the same options. User errors exit 2 with one line nam
 
 from __future__ import annotations
 
+import uuid
+
 import sys
 from pathlib import Path
 from typing import Any
@@ -225,6 +227,7 @@ def pipeline_train_cmd(warehouse: str | None = None, backend: str | None = None,
     console.print(metrics_rich_table(res["metrics"], f"dev table ({res['eval_id']})"),
                   width=max(console.width, TABLE_WIDTH))
     console.print(f"report: {res['report']}")
+    console.print(f"champion: {res['promotion']}")
 
 
 @click.command("demo", help="The main job on the embedded default: sample world -> simulated logs -> ingest -> "
@@ -273,6 +276,32 @@ def demo_cmd(source: str, days: int, start: str, warehouse: str | None, backend:
                                                                        dtype="auto")))
     present_score(store, rep)
     console.print(f"scorer: {about}")
+    from taosr1.evaluation.promote import crown
+    from taosr1.model.registry import champion
+
+    champ = champion(store.root)
+    if champ is None:
+        champ = crown(store, model, "the demo's scorer (no champion yet)", f"demo-{uuid.uuid4().hex[:8]}")
+    console.print(f"champion (what nightly scoring uses by default): {champ.path}")
+    where_next(store)
+
+
+def where_next(store) -> None:
+    """Where a new user looks next: the tables, the reports, the quality docs and the analyst queries."""
+    from taosr1 import tracking
+
+    lines = [f"tables (Delta): {store.root}/{{bronze,silver,gold,quarantine}}/ — `taosr1 tables` lists them",
+             "analyst queries: `taosr1 query` lists them, e.g. `taosr1 query tier_distribution_by_day`",
+             "quality (great-expectations Data Docs): "
+             f"{store.root}/quality/gx/uncommitted/data_docs/local_site/index.html",
+             "train and evaluate a model: `taosr1 pipeline train` (writes an HTML report under "
+             f"{store.root}/reports/)"]
+    if tracking.enabled(store.root):
+        lines.append(f"runs and the champion in MLflow ({tracking.tracking_uri(store.root)}): `mlflow ui "
+                     "--backend-store-uri <that URI>` (the UI comes with the full `mlflow` package)")
+    console.rule("where to look next")
+    for line in lines:
+        console.print(f"  • {line}")
 
 
 def demo_scorer(root: str) -> tuple[str | None, str]:

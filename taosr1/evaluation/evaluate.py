@@ -57,6 +57,8 @@ class EvaluateParams(Params):
                                         "about this many training pairs (whole queries) before its CumPT tiers are "
                                         "read; default: the model's stored calibration, else beta_cum 0.5.")
     seed: int = 13
+    champion: bool = Field(default=False, description="Also score the warehouse's champion (system 'champion') "
+                           "unless it is one of --models, so a promotion compares both on the same pairs.")
 
     @model_validator(mode="after")
     def _one_target(self) -> "EvaluateParams":
@@ -114,6 +116,7 @@ class Evaluate(Stage[EvaluateParams]):
     Params = EvaluateParams
     reads = ("corpus_pairs", "products", "query_product_labels")
     writes = ("eval_metrics",)
+    tracked = True
 
     def run_id(self, params: EvaluateParams) -> str:
         target = params.corpus_id or f"source-{params.source}"
@@ -142,7 +145,7 @@ class Evaluate(Stage[EvaluateParams]):
             gold = test["label"].to_numpy(dtype=int)
             rows: list[dict] = []
             tiers = {"gold": _mix(gold)}
-            for system, path in p.models.items():
+            for system, path in self._systems(store, p).items():
                 m, tier_levels = self._score_model(test_df, test, system, path, p, calib_df)
                 rows.append(m)
                 tiers[system] = _mix(tier_levels)
@@ -176,8 +179,44 @@ class Evaluate(Stage[EvaluateParams]):
                  "models: arg-max of the four label probabilities (one forward pass; think-first models: greedy "
                  "CoT, label read from the last line); tiers by CumPT; NDCG@10 ranks by expected level",
                  f"baselines: cut points fitted for macro-F1 on {train_where}"]
+        if p.champion:
+            notes.append(self._champion_note(store, rows))
         ctx.report.info["report"] = write_report(p.report or f"{store.root}/reports/{eval_id}.html",
                                                  f"taosr1 evaluation {eval_id}", rows, tiers, notes)
+        if ctx.tracker is not None:  # the table, per-system metrics and the report beside the run
+            for r in rows:
+                ctx.tracker.metrics({k: r.get(k) for k in ("macro_f1", "accuracy", "ndcg_10", "cumpt_macro_f1")},
+                                    f"{r['system']}.")
+            ctx.tracker.text(out.drop("per_class").toPandas().to_csv(index=False), "eval_metrics.csv")
+            ctx.tracker.file(ctx.report.info["report"])
+
+    def _systems(self, store: TableStore, p: EvaluateParams) -> dict[str, str]:
+        """The models to score: ``--models`` plus, with ``--champion``, the champion when none of them is it."""
+        from taosr1.model.registry import champion
+
+        systems = dict(p.models)
+        champ = champion(store.root) if p.champion else None
+        if champ and champ.version not in {ModelRef.resolve(path).version for path in systems.values()}:
+            systems["champion"] = champ.path
+        return systems
+
+    @staticmethod
+    def _champion_note(store: TableStore, rows: list[dict]) -> str:
+        """Champion vs the best model of this evaluation (what ``taosr1 promote`` will compare)."""
+        from taosr1.model.registry import champion
+
+        champ = champion(store.root)
+        if champ is None:
+            return "champion: none yet (the first promoted challenger becomes it)"
+        theirs = next((r for r in rows if r.get("model_version") == champ.version), None)
+        best = max((r for r in rows if r["kind"] == "model" and r.get("model_version") != champ.version),
+                   key=lambda r: r["macro_f1"], default=None)
+        said = f"champion: {champ.path} (version {champ.version})"
+        if theirs and best:
+            said += (f" macro-F1 {theirs['macro_f1']:.3f}, NDCG@10 {theirs['ndcg_10']:.3f}; best challenger here "
+                     f"'{best['system']}' {best['macro_f1']:.3f} / {best['ndcg_10']:.3f} "
+                     f"({best['macro_f1'] - theirs['macro_f1']:+.3f} macro-F1)")
+        return said
 
     def _score_model(self, test_df: DataFrame, test: pd.DataFrame, system: str, path: str, p: EvaluateParams,
                      calib_df: DataFrame | None = None) -> tuple[dict, np.ndarray]:

@@ -105,6 +105,10 @@ def run_gate(suite: str, frames: dict[str, DataFrame], quality_root: str, run_na
     out.write_text(json.dumps({"suite": suite, "run": run_name, "success": not failures, "failures": failures,
                                "parameters": values, "results": results}, indent=1, default=str))
     docs = root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    if docs.exists():
+        from taosr1.quality.offline_docs import localize
+
+        localize(docs.parent)
     gate = GateResult(suite, not failures, failures, out, docs if docs.exists() else None, stats)
     log_event(log, "quality.gate", suite=suite, run=run_name, success=gate.success, failures=len(failures),
               result=str(out))

@@ -52,6 +52,9 @@ class PipelineParams(Params):
     dpo_steps: int = Field(default=60, ge=1)
     grpo_steps: int = Field(default=20, ge=1)
     embeddings: bool = Field(default=True, description="Include the MiniLM embedding baseline.")
+    min_gain_macro_f1: float = Field(default=0.005, ge=-1, le=1, description="Promotion: the GRPO model becomes "
+                                     "the champion only if its macro-F1 beats the champion's by this much ...")
+    min_gain_ndcg_10: float = Field(default=0.0, ge=-1, le=1, description="... and its NDCG@10 by this much.")
     seed: int = 13
 
 
@@ -83,7 +86,8 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
                              grpo_completion_tokens=cfg.grpo_completion_tokens, sft_steps=cfg.sft_steps,
                              dpo_steps=cfg.dpo_steps, grpo_steps=cfg.grpo_steps, seed=cfg.seed,
                              embeddings=cfg.embeddings, recipe=recipe, passn_pairs=cfg.passn_pairs,
-                             eval_pairs=cfg.eval_pairs, gpu=cfg.gpu, sft_completion=cfg.sft_completion)
+                             eval_pairs=cfg.eval_pairs, gpu=cfg.gpu, sft_completion=cfg.sft_completion,
+                             min_gain_macro_f1=cfg.min_gain_macro_f1, min_gain_ndcg_10=cfg.min_gain_ndcg_10)
     reports = {}
     for step in TRAINING_LOOP:
         if step.id == "sft_think_first" and not cfg.think_first:
@@ -105,7 +109,8 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
     log_event(log, "pipeline.done", seconds=round(total, 1), corpus_id=corpus, eval_id=eval_id)
     return {"stages": stages, "seconds": total, "metrics": metrics_table(store, eval_id),
             "report": reports["evaluate"].info["report"], "corpus_id": corpus,
-            "run_id": variables["run"], "eval_id": eval_id, "reports": reports}
+            "run_id": variables["run"], "eval_id": eval_id, "reports": reports,
+            "promotion": reports["promote"].info["reason"]}
 
 
 def _detail(rep) -> str:

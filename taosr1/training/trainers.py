@@ -6,6 +6,8 @@ prompt/completion, prompt/chosen/rejected, prompt + ``gold_label`` for the rewar
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import shutil
 import uuid
@@ -43,12 +45,13 @@ class TrainConfig:
     bf16: bool = False  # bf16 autocast (only where the CPU has bf16 instructions, or on CUDA)
     checkpoint_steps: int = 0  # > 0: a checkpoint every N steps (the latest kept), so a killed run resumes
     train_layers: int = 0  # > 0: full fine-tuning of the top N decoder layers (+ final norm) only
+    report_to: tuple[str, ...] = ()  # ("mlflow",) inside a tracked run: TRL logs loss and its arguments there
 
 
 def _common(cfg: TrainConfig, out_dir: str) -> dict[str, Any]:
     return dict(output_dir=out_dir, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
                 per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-                seed=cfg.seed, logging_steps=cfg.logging_steps, report_to=[],
+                seed=cfg.seed, logging_steps=cfg.logging_steps, report_to=list(cfg.report_to),
                 save_strategy="steps" if cfg.checkpoint_steps else "no", save_steps=cfg.checkpoint_steps or 500,
                 save_total_limit=1,
                 use_cpu=cfg.use_cpu, bf16=cfg.bf16, gradient_checkpointing=False, disable_tqdm=False)
@@ -215,6 +218,7 @@ class _Train(Stage[TrainParams]):
     """TRL training of one stage from its corpus table; saves a safetensors folder with its model card."""
 
     Params = TrainParams
+    tracked = True
     kind: ClassVar[Kind]
     build: ClassVar[Callable[..., Any]]
 
@@ -225,6 +229,8 @@ class _Train(Stage[TrainParams]):
         from taosr1.training.data import load_dataset_for
 
         cfg = p.train_config()
+        if ctx.tracker is not None:
+            cfg = dataclasses.replace(cfg, report_to=("mlflow",))
         ds = load_dataset_for(self.kind, ctx.store, p.data, order=p.order, completion=p.completion)
         c = ctx.report.counts
         if len(ds) == 0:
@@ -251,6 +257,8 @@ class _Train(Stage[TrainParams]):
         shutil.rmtree(run_dir, ignore_errors=True)  # the model is saved: its checkpoints are debris now
         c.rows_in = c.kept = len(ds)
         c.extra = {"steps": int(trainer.state.global_step)}
+        if ctx.tracker is not None:
+            ctx.tracker.model_folder(path)
         ctx.report.info.update(path=path, params={"data_version": ds.info.description})
 
 

@@ -1,0 +1,139 @@
+"""``jobs/promote_model.py``: the champion/challenger gate of the training loop.
+
+The challenger (the loop's last model) replaces the champion only if, in one evaluation that scored both on the
+same pairs, it beats the champion by the configured margins in macro-F1 *and* NDCG@10. Either way the decision is
+a row of ``gold/model_promotions`` with its reason, and the run ends green: losing is a result, not a failure.
+With no champion yet the challenger is promoted. Where MLflow is installed the champion is also the registered
+model version carrying the alias ``champion``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+from pyspark.sql import functions as F
+
+from taosr1 import contracts
+from taosr1.errors import InputError
+from taosr1.io.tables import TableStore
+from taosr1.job import Context, Params, Stage
+from taosr1.model.registry import REGISTRY, Champion, champion
+from taosr1.obs import get_logger, log_event
+
+log = get_logger(__name__)
+
+
+class PromoteParams(Params):
+    challenger: str = Field(description="The challenger's model folder (the loop's last model).")
+    min_gain_macro_f1: float = Field(default=0.005, ge=-1, le=1, description="Macro-F1 must beat the champion's by "
+                                     "at least this much (negative: a tolerated loss).")
+    min_gain_ndcg_10: float = Field(default=0.0, ge=-1, le=1, description="NDCG@10 must beat the champion's by at "
+                                    "least this much.")
+    registry: str = Field(default=REGISTRY, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                          description="Registered model name.")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One evaluation's rows for the challenger and (if any) the champion."""
+
+    eval_id: str
+    challenger: dict
+    champion: dict | None
+
+
+def latest_evidence(store: TableStore, challenger_version: str, champ: Champion | None) -> Evidence:
+    """The newest evaluation that scored the challenger, with the champion's row of that same evaluation."""
+    if not store.exists("eval_metrics"):
+        raise InputError("no evaluation yet: run `taosr1 evaluate --champion --models NAME=DIR` first")
+    rows = (store.read("eval_metrics").where(F.col("kind") == "model")
+            .select("eval_id", "system", "model_version", "macro_f1", "ndcg_10", "created_at").toPandas())
+    mine = rows[rows["model_version"] == challenger_version].sort_values("created_at")
+    if mine.empty:
+        raise InputError(f"no evaluation scored the challenger (model version {challenger_version}): evaluate it "
+                         f"with --champion first")
+    eval_id = str(mine.iloc[-1]["eval_id"])
+    same = rows[rows["eval_id"] == eval_id]
+    ch = same[same["model_version"] == challenger_version].iloc[0].to_dict()
+    if champ is None:
+        return Evidence(eval_id, ch, None)
+    theirs = same[same["model_version"] == champ.version]
+    if theirs.empty:
+        raise InputError(f"evaluation {eval_id} did not score the champion ({champ.path}, version {champ.version}):"
+                         f" evaluate with --champion so both are compared on the same pairs")
+    return Evidence(eval_id, ch, theirs.iloc[0].to_dict())
+
+
+def decide(ev: Evidence, p: PromoteParams, same_model: bool) -> tuple[bool, str]:
+    """Promote or keep, and why in words."""
+    if ev.champion is None:
+        return True, "no champion yet: the first evaluated challenger becomes the champion"
+    if same_model:
+        return False, "the challenger is the champion already (same content hash)"
+    gain_f1 = ev.challenger["macro_f1"] - ev.champion["macro_f1"]
+    gain_ndcg = (ev.challenger["ndcg_10"] or 0.0) - (ev.champion["ndcg_10"] or 0.0)
+    said = (f"macro-F1 {ev.challenger['macro_f1']:.4f} vs {ev.champion['macro_f1']:.4f} (gain {gain_f1:+.4f}, needs "
+            f"{p.min_gain_macro_f1:+.4f}); NDCG@10 {ev.challenger['ndcg_10']:.4f} vs {ev.champion['ndcg_10']:.4f} "
+            f"(gain {gain_ndcg:+.4f}, needs {p.min_gain_ndcg_10:+.4f}) in {ev.eval_id}")
+    won = gain_f1 >= p.min_gain_macro_f1 and gain_ndcg >= p.min_gain_ndcg_10
+    return won, ("promoted: " if won else "kept the champion: ") + said
+
+
+def decision_row(run_id: str, registry: str, promoted: bool, reason: str, path: str, version: str,
+                 champ: Champion | None, ev: Evidence | None = None, p: PromoteParams | None = None,
+                 mlflow_version: str | None = None) -> dict:
+    """One ``model_promotions`` row."""
+    return dict(decided_at=dt.datetime.now(dt.timezone.utc), run_id=run_id, registry=registry, promoted=promoted,
+                reason=reason, challenger_path=path, challenger_version=version,
+                champion_path=champ.path if champ else None, champion_version=champ.version if champ else None,
+                eval_id=ev.eval_id if ev else None,
+                challenger_macro_f1=ev.challenger["macro_f1"] if ev else None,
+                champion_macro_f1=ev.champion["macro_f1"] if ev and ev.champion else None,
+                challenger_ndcg_10=ev.challenger["ndcg_10"] if ev else None,
+                champion_ndcg_10=ev.champion["ndcg_10"] if ev and ev.champion else None,
+                min_gain_macro_f1=p.min_gain_macro_f1 if p else None,
+                min_gain_ndcg_10=p.min_gain_ndcg_10 if p else None, mlflow_version=mlflow_version)
+
+
+def crown(store: TableStore, path: str, reason: str, run_id: str, registry: str = REGISTRY) -> Champion:
+    """Make ``path`` the champion without a contest (the demo's first scorer, an operator's explicit choice)."""
+    from taosr1.model.reference import ModelRef
+    from taosr1.tracking import register_champion
+
+    version = ModelRef.resolve(path).version
+    mv = register_champion(store.root, registry, path, version, run_id)
+    row = decision_row(run_id, registry, True, reason, str(Path(path).resolve()), version,
+                       champion(store.root, registry), mlflow_version=mv)
+    store.write("model_promotions", store.spark.createDataFrame([row], contracts.load("model_promotions").schema))
+    return champion(store.root, registry)  # type: ignore[return-value]
+
+
+class PromoteModel(Stage[PromoteParams]):
+    """Challenger against champion on the same evaluation → one ``model_promotions`` row (and the MLflow alias)."""
+
+    name = "promote_model"
+    Params = PromoteParams
+    reads = ("eval_metrics", "model_promotions")
+    writes = ("model_promotions",)
+    tracked = True
+
+    def run(self, ctx: Context, p: PromoteParams) -> None:
+        from taosr1.model.reference import ModelRef
+        from taosr1.tracking import register_champion
+
+        path = str(Path(p.challenger).resolve())
+        version = ModelRef.resolve(path).version
+        champ = champion(ctx.store.root, p.registry)
+        ev = latest_evidence(ctx.store, version, champ)
+        promoted, reason = decide(ev, p, same_model=champ is not None and champ.version == version)
+        mv = register_champion(ctx.store.root, p.registry, path, version, ctx.run_id) if promoted else None
+        row = decision_row(ctx.run_id, p.registry, promoted, reason, path, version, champ, ev, p, mv)
+        ctx.write("model_promotions", ctx.spark.createDataFrame([row], contracts.load("model_promotions").schema))
+        c = ctx.report.counts
+        c.rows_in = c.kept = 1
+        ctx.report.info.update(promoted=promoted, reason=reason, eval_id=ev.eval_id)
+        log_event(log, "promote.decided", promoted=promoted, challenger=version,
+                  champion=champ.version if champ else None, eval_id=ev.eval_id)

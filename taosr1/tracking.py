@@ -1,0 +1,159 @@
+"""MLflow tracking and registry, optional: every tracked stage is an MLflow run; the champion is a registered
+model version with the alias ``champion``.
+
+Embedded default: a SQLite store and an artifact folder under the warehouse (``<warehouse>/mlflow``), so
+``mlflow ui --backend-store-uri sqlite:///<warehouse>/mlflow/mlflow.db`` shows the runs; ``MLFLOW_TRACKING_URI``
+points it at a team's server instead. Off when MLflow is not installed (the ``track`` extra), when
+``TAOSR1_TRACKING=off``, or for a remote warehouse without ``MLFLOW_TRACKING_URI``. Tracking never fails a job:
+a tracking error is logged and the job goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from taosr1.obs import get_logger, log_event
+
+log = get_logger(__name__)
+
+EXPERIMENT = "taosr1"
+MAX_ARTIFACT_MB = float(os.environ.get("TAOSR1_MLFLOW_MAX_ARTIFACT_MB", "64"))
+
+
+def _local_root(root: str) -> Path | None:
+    if root.startswith("file://"):
+        return Path(root[len("file://"):])
+    if root.startswith("file:"):
+        return Path(root[len("file:"):])
+    return None if "://" in root else Path(root)
+
+
+def tracking_uri(root: str) -> str | None:
+    """Where runs go: ``$MLFLOW_TRACKING_URI``, else SQLite under a local warehouse, else nowhere (None)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    local = _local_root(root)
+    return f"sqlite:///{local.resolve()}/mlflow/mlflow.db" if local is not None else None
+
+
+def enabled(root: str) -> bool:
+    return (os.environ.get("TAOSR1_TRACKING", "on").lower() not in ("off", "0", "false")
+            and importlib.util.find_spec("mlflow") is not None and tracking_uri(root) is not None)
+
+
+def _client(root: str):
+    """The MLflow module and client pointed at this warehouse's store, with the experiment created."""
+    import logging
+
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    uri = tracking_uri(root)
+    local = _local_root(root)
+    if local is not None and uri and uri.startswith("sqlite:///"):
+        (local / "mlflow").mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = mlflow.MlflowClient()
+    if client.get_experiment_by_name(EXPERIMENT) is None:
+        artifacts = (local / "mlflow" / "artifacts").resolve().as_uri() if local is not None else None
+        with contextlib.suppress(Exception):  # a concurrent creator won
+            client.create_experiment(EXPERIMENT, artifact_location=artifacts)
+    mlflow.set_experiment(EXPERIMENT)  # TRL's MLflow callback logs to the run active here
+    return mlflow, client
+
+
+class Tracker:
+    """The active stage run: metrics, tables and files go to it; every call is best effort."""
+
+    def __init__(self, mlflow: Any, run_id: str) -> None:
+        self.mlflow, self.run_id = mlflow, run_id
+
+    def _safe(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - tracking never fails a job
+            log_event(log, "tracking.error", what=what, error=f"{type(e).__name__}: {e}"[:300])
+
+    def metrics(self, values: dict[str, Any], prefix: str = "") -> None:
+        clean = {f"{prefix}{k}".replace(":", "_"): float(v) for k, v in values.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
+        if clean:
+            self._safe("metrics", self.mlflow.log_metrics, clean)
+
+    def text(self, text: str, name: str) -> None:
+        self._safe("text", self.mlflow.log_text, text, name)
+
+    def file(self, path: str | Path, folder: str | None = None) -> None:
+        if Path(path).is_file():
+            self._safe("file", self.mlflow.log_artifact, str(path), folder)
+
+    def model_folder(self, path: str | Path, folder: str = "model") -> None:
+        """The model folder's files up to ``TAOSR1_MLFLOW_MAX_ARTIFACT_MB`` each (card, config, tokenizer, weights
+        of small models); larger files are named in ``skipped.json`` with the folder's path and content id."""
+        p = Path(path)
+        skipped = []
+        for f in sorted(p.iterdir()) if p.is_dir() else []:
+            if f.is_file() and f.stat().st_size <= MAX_ARTIFACT_MB * 2**20:
+                self.file(f, folder)
+            elif f.is_file():
+                skipped.append({"file": f.name, "bytes": f.stat().st_size})
+        self.text(json.dumps({"path": str(p.resolve()), "skipped": skipped}, indent=2), f"{folder}/location.json")
+        self._safe("tag", self.mlflow.set_tag, "model_path", str(p.resolve()))
+
+
+@contextlib.contextmanager
+def stage_run(root: str, stage: str, run_id: str, params: dict[str, Any]) -> Iterator[Tracker | None]:
+    """An MLflow run around one stage run (None when tracking is off); failed stages end as FAILED runs."""
+    if not enabled(root):
+        yield None
+        return
+    try:
+        mlflow, _ = _client(root)
+        active = mlflow.start_run(run_name=run_id, tags={"taosr1.stage": stage, "taosr1.run_id": run_id})
+    except Exception as e:  # noqa: BLE001 - tracking never fails a job
+        log_event(log, "tracking.error", what="start", error=f"{type(e).__name__}: {e}"[:300])
+        yield None
+        return
+    tracker = Tracker(mlflow, active.info.run_id)
+    flat = {f"taosr1.{k}": (json.dumps(v, default=str) if isinstance(v, (dict, list)) else v)
+            for k, v in params.items() if v is not None}
+    tracker._safe("params", mlflow.log_params, {k: str(v)[:500] for k, v in flat.items()})
+    status = "FAILED"
+    try:
+        yield tracker
+        status = "FINISHED"
+    finally:
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status=status)
+
+
+def register_champion(root: str, registry: str, path: str, version: str, run_id: str) -> str | None:
+    """A registered model version for ``path`` (source: the folder) carrying the alias ``champion``; returns its
+    version number, or None when tracking is off or fails."""
+    if not enabled(root):
+        return None
+    try:
+        mlflow, client = _client(root)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client.create_registered_model(registry, description="taosr1 relevance judge: the champion scores "
+                                           "the catalog nightly")
+        except MlflowException:
+            pass  # exists
+        mv = client.create_model_version(registry, source=Path(path).resolve().as_uri(),
+                                         tags={"content_version": version, "taosr1.run_id": run_id})
+        client.set_registered_model_alias(registry, "champion", mv.version)
+        log_event(log, "tracking.champion", registry=registry, version=mv.version, model=version)
+        return str(mv.version)
+    except Exception as e:  # noqa: BLE001 - tracking never fails a job
+        log_event(log, "tracking.error", what="register", error=f"{type(e).__name__}: {e}"[:300])
+        return None
