@@ -51,7 +51,10 @@ CDN_FILES = {
 }
 EXTRA_FOLDERS = ("@fortawesome/fontawesome-free/webfonts",)  # all.min.css loads ../webfonts/*
 LOGO = "https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/logo-long.png"
+_TAG = re.compile(r"<(?:script|link|img)\b[^>]*>")
 _URL = re.compile(r'(?P<attr>src|href)="(?P<url>https://[^"?]+)(?:\?[^"]*)?"')
+# a local copy is not the CDN's byte-identical file, and file:// pages cannot make CORS requests
+_SRI = re.compile(r'\s(?:integrity|crossorigin)="[^"]*"')
 
 
 def assets_dir() -> Path | None:
@@ -91,8 +94,12 @@ def localize(site: Path, assets: Path | None = None) -> int:
                 return f'{m.group("attr")}="{up}static/vendor/{CDN_FILES[url]}"'
             return m.group(0)
 
+        def tag(m: re.Match) -> str:
+            new_tag = _URL.sub(local, m.group(0))
+            return _SRI.sub("", new_tag) if new_tag != m.group(0) else new_tag
+
         text = page.read_text(encoding="utf-8")
-        new = _URL.sub(local, text)
+        new = _TAG.sub(tag, text)
         if new != text:
             page.write_text(new, encoding="utf-8")
     log_event(log, "quality.docs_offline", site=str(site), links=rewritten)
