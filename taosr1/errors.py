@@ -35,3 +35,8 @@ class EngineUnavailable(Taosr1Error):
 
 class ErrorBudgetExceeded(Taosr1Error):
     """More rows failed in the engine than the run's error budget allows; nothing was published."""
+
+
+class StaleRun(Taosr1Error):
+    """A newer run of the same stage and key committed first (its app transaction is newer): this run stops
+    without publishing, so an old retry can never overwrite a newer result."""

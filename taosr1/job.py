@@ -20,8 +20,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pyspark.sql import DataFrame, SparkSession
 
 from taosr1.engines.config import EngineConfig, engine_config
-from taosr1.errors import CountMismatch
-from taosr1.io.tables import Mode, TableStore, WriteResult
+from taosr1.errors import CountMismatch, StaleRun
+from taosr1.io.tables import Mode, TableStore, Txn, WriteResult
 from taosr1.obs import get_logger, log_event
 
 log = get_logger(__name__)
@@ -128,16 +128,33 @@ class Context:
     report: Report
     writes: tuple[str, ...] = ()
     tracker: Any = None  # taosr1.tracking.Tracker of a tracked stage's MLflow run (None: tracking off)
+    txn_version: int = 0  # the run's start in ms: the version of its Delta app transactions
+    _seq: dict[str, int] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
         return self.report.run_id
 
+    def txn(self, table: str) -> Txn | None:
+        """The app transaction of this run's next write to ``table``: ``taosr1/<stage>/<day or run>/<table>#<n>``."""
+        if not self.txn_version:
+            return None
+        self._seq[table] = self._seq.get(table, 0) + 1
+        return Txn(txn_app_id(self.report.stage, self.report.ds or self.report.run_id, table, self._seq[table]),
+                   self.txn_version)
+
+    def _published(self, w: WriteResult) -> WriteResult:
+        if w.skipped:
+            raise StaleRun(f"{self.report.stage} {self.run_id}: a newer run of "
+                           f"{self.report.ds or self.report.run_id} committed '{w.table}' first; this run publishes "
+                           f"nothing more (its job_runs row says so)")
+        return w
+
     def write(self, table: str, df: DataFrame, mode: Mode = "append",
               replace: dict[str, str] | None = None) -> WriteResult:
         """Write a declared table through the store and remember the committed version for the run record."""
         self._declared(table)
-        w = self.store.write(table, df, mode, replace)
+        w = self._published(self.store.write(table, df, mode, replace, txn=self.txn(table)))
         self.report.versions[table] = w.version
         return w
 
@@ -147,8 +164,9 @@ class Context:
         from taosr1.quarantine import publish
 
         self._declared("quarantine")
-        w = publish(self.store, rejected, stage=stage or self.report.stage, ds=ds or self.report.ds or self.run_id,
-                    run_id=self.run_id, key=key)
+        w = self._published(publish(self.store, rejected, stage=stage or self.report.stage,
+                                    ds=ds or self.report.ds or self.run_id, run_id=self.run_id, key=key,
+                                    txn=self.txn("quarantine")))
         self.report.versions["quarantine"] = w.version
         return w
 
@@ -191,11 +209,17 @@ def run_stage(stage: Stage[P], store: TableStore, params: P) -> Report:
     report = Report(stage.name, run_id, stage.ds(params))
     record = stage.record_id(run_id)
     started = dt.datetime.now(dt.timezone.utc)
+    from taosr1.repair import repair_dead_runs
+
+    repaired = repair_dead_runs(store, stage.name, stage.writes, report.ds, run_id, record)
+    if repaired:
+        report.info["repaired"] = repaired
     _record(store, stage.name, record, report, params, started, "running", None)
     error: str | None = None
     try:
         with _tracked(stage, store, run_id, params) as tracker:
-            stage.run(Context(store.spark, store, report, stage.writes, tracker), params)
+            stage.run(Context(store.spark, store, report, stage.writes, tracker, txn_version=txn_version(started)),
+                      params)
             report.counts.check(f"{stage.name} {run_id}")
             if tracker is not None:
                 tracker.metrics(report.counts.as_dict(), "rows.")
@@ -207,6 +231,16 @@ def run_stage(stage: Stage[P], store: TableStore, params: P) -> Report:
         _record(store, stage.name, record, report, params, started, "failed" if error else "succeeded", error)
     log_event(log, f"{stage.name}.done", run_id=run_id, ds=report.ds, **report.counts.as_dict())
     return report
+
+
+def txn_version(started: dt.datetime) -> int:
+    """A run's app-transaction version: its start in ms (later runs of a key have higher versions)."""
+    return int(started.timestamp() * 1000)
+
+
+def txn_app_id(stage: str, key: str, table: str, seq: int) -> str:
+    """The app id of a run's ``seq``-th write to ``table`` (shared by every run of the same stage and key)."""
+    return f"taosr1/{stage}/{key}/{table}#{seq}"
 
 
 def _tracked(stage: Stage, store: TableStore, run_id: str, params: Params):
@@ -224,10 +258,12 @@ def _record(store: TableStore, job: str, record_id: str, report: Report, params:
             status: str, error: str | None) -> None:
     from taosr1 import contracts
 
+    from taosr1.repair import driver_id
+
     row = dict(job=job, run_id=record_id, ds=report.ds, status=status, started_at=started,
                finished_at=dt.datetime.now(dt.timezone.utc),
-               params=json.dumps({**params.model_dump(mode="json"), **report.info.get("params", {})},
-                                 sort_keys=True, default=str),
+               params=json.dumps({**params.model_dump(mode="json"), **report.info.get("params", {}),
+                                  "_driver": driver_id(), "_txn": txn_version(started)}, sort_keys=True, default=str),
                counts={k: int(v) for k, v in report.counts.as_dict().items()},
                table_versions={k: int(v) for k, v in report.versions.items()}, error=error)
     df = store.spark.createDataFrame([row], contracts.load("job_runs").schema)

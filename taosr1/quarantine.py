@@ -9,7 +9,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from taosr1.io.tables import TableStore, WriteResult
+from taosr1.io.tables import TableStore, Txn, WriteResult
 
 KEY = ["query_id", "product_id"]
 
@@ -32,10 +32,10 @@ def rows(df: DataFrame, *, stage: str, ds: str, run_id: str, key: Column | None 
 
 
 def publish(store: TableStore, rejected: DataFrame, *, stage: str, ds: str, run_id: str,
-            key: Column | None = None) -> WriteResult:
+            key: Column | None = None, txn: Txn | None = None) -> WriteResult:
     """Replace the (stage, ds) partition of ``quarantine`` with these rows (re-runs never duplicate them)."""
     return store.write("quarantine", rows(rejected, stage=stage, ds=ds, run_id=run_id, key=key), "overwrite",
-                       replace={"stage": stage, "ds": ds})
+                       replace={"stage": stage, "ds": ds}, txn=txn)
 
 
 def pair_rows(df: DataFrame, reason: Column | str, detail: Column | None = None) -> DataFrame:

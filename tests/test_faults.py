@@ -277,3 +277,90 @@ def test_two_writers_of_one_day_end_with_one_complete_day(spark, tmp_path):
     writers = set(day["ingest_run_id"])
     assert len(writers) == 1 and len(day) == {"run-a": 5, "run-b": 7}[writers.pop()], outcome
     assert any(isinstance(v, int) for v in outcome.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crash_after", [1, 2, 3])
+def test_a_kill_after_each_commit_point_is_repaired_by_the_next_run(ingested, crash_after):
+    """Scoring commits: job_runs 'running' (1), relevance_scores (2), quarantine (3), then closes its row. The
+    process dies (exit 137, as kill -9) right after commit N; the next run of the day names what the dead run had
+    committed, closes its row as failed, and leaves scores, quarantine and job_runs from one run again."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    store = ingested
+    job(store, "score_catalog", ds=DAY, engine="rules")
+    env = dict(os.environ, TAOSR1_CRASH_AFTER_COMMIT=str(crash_after), PYSPARK_PYTHON=sys.executable,
+               PYSPARK_DRIVER_PYTHON=sys.executable)
+    env.pop("SPARK_REMOTE", None)
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "score_catalog.py"), "--ds", DAY, "--engine", "rules",
+                           "--warehouse", store.settings.warehouse], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 137, proc.stdout[-2000:] + proc.stderr[-2000:]
+    dead = store.read("job_runs").where("job = 'score_catalog' AND status = 'running'").collect()
+    assert len(dead) == 1
+    scores_runs = set(_day(store)["run_id"])
+    assert scores_runs == ({dead[0].run_id} if crash_after >= 2 else scores_runs - {dead[0].run_id})
+    rep = job(store, "score_catalog", ds=DAY, engine="rules")
+    want = ["relevance_scores", "quarantine"][:max(0, crash_after - 1)]
+    assert rep.info["repaired"] == [{"run_id": dead[0].run_id, "committed": want}]
+    runs = store.read("job_runs").where("job = 'score_catalog'").toPandas().set_index("run_id")
+    assert (runs["status"] != "running").all()
+    assert runs.loc[dead[0].run_id, "status"] == "failed"
+    assert f"committed {', '.join(want) or 'nothing'}" in runs.loc[dead[0].run_id, "error"]
+    assert set(_day(store)["run_id"]) == {rep.run_id}
+    q = store.read("quarantine").where((F.col("stage") == "score_catalog") & (F.col("ds") == DAY)).toPandas()
+    assert set(q["run_id"]) <= {rep.run_id} and rep.counts.adds_up()
+    assert rep.counts.rows_in == rep.counts.kept + len(q) + sum(rep.counts.filtered.values())
+
+
+def test_app_transactions_skip_a_repeated_or_stale_commit_and_stop_a_stale_run(spark, tmp_path):
+    from taosr1.errors import StaleRun
+    from taosr1.io.tables import Txn
+    from taosr1.job import Context, Report
+
+    store = store_at(spark, tmp_path / "wh")
+    df = spark.createDataFrame([(DAY, "f", 0, "{}", "r")], "ds string, source_file string, source_row long, "
+                               "raw string, ingest_run_id string").withColumn("ingested_at", F.current_timestamp())
+    first = store.write("search_log_bronze", df, "overwrite", replace={"ds": DAY}, txn=Txn("app", 5))
+    assert not first.skipped and store.delta("search_log_bronze").transaction_version("app") == 5
+    assert store.write("search_log_bronze", df, "overwrite", replace={"ds": DAY}, txn=Txn("app", 5)).skipped
+    assert store.write("search_log_bronze", df, "overwrite", replace={"ds": DAY}, txn=Txn("app", 4)).skipped
+    assert store.version("search_log_bronze") == first.version
+    assert not store.write("search_log_bronze", df, "overwrite", replace={"ds": DAY}, txn=Txn("app", 6)).skipped
+    # inside a stage: an older run whose key a newer run already committed stops without publishing
+    ctx = Context(spark, store, Report("ingest_logs", "old", DAY), ("search_log_bronze",), txn_version=1)
+    store.write("search_log_bronze", df, "overwrite", replace={"ds": DAY},
+                txn=Txn("taosr1/ingest_logs/2026-11-19/search_log_bronze#1", 10))
+    with pytest.raises(StaleRun, match="a newer run of 2026-11-19 committed 'search_log_bronze' first"):
+        ctx.write("search_log_bronze", df, "overwrite", replace={"ds": DAY})
+
+
+def test_every_write_clears_what_dead_writers_left(spark, tmp_path):
+    import subprocess
+
+    store = store_at(spark, tmp_path / "wh")
+    df = spark.createDataFrame([(DAY, "f", 0, "{}", "r")], "ds string, source_file string, source_row long, "
+                               "raw string, ingest_run_id string").withColumn("ingested_at", F.current_timestamp())
+    store.write("search_log_bronze", df, "overwrite", replace={"ds": DAY})
+    table = store.path("search_log_bronze")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    txn = "20261130T000000-deadbeef0000"
+    os.makedirs(f"{table}/_staging/{txn}/ds={DAY}")
+    open(f"{table}/_staging/{txn}/ds={DAY}/part-0.parquet", "wb").close()
+    with open(f"{table}/_staging/{txn}.owner", "w") as f:
+        f.write(f"{socket.gethostname()}:{gone.pid}")
+    stray = f"{table}/ds={DAY}/part-{txn}-00000.parquet"  # moved in, never committed
+    shutil.copy(next(p for p in (f"{table}/ds={DAY}/{n}" for n in os.listdir(f"{table}/ds={DAY}"))), stray)
+    alive_txn = "20261130T000001-aaaaaaaa0000"  # a writer that still runs (this process) keeps its staging
+    os.makedirs(f"{table}/_staging/{alive_txn}")
+    with open(f"{table}/_staging/{alive_txn}.owner", "w") as f:
+        f.write(f"{socket.gethostname()}:{os.getpid()}")
+    store.write("search_log_bronze", df, "overwrite", replace={"ds": DAY})
+    assert not os.path.exists(stray) and not os.path.exists(f"{table}/_staging/{txn}")
+    assert not os.path.exists(f"{table}/_staging/{txn}.owner")
+    assert os.path.exists(f"{table}/_staging/{alive_txn}")
+    assert store.read("search_log_bronze").count() == 1

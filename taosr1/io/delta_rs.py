@@ -20,15 +20,28 @@ from urllib.parse import quote, unquote
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from deltalake import Schema
+from deltalake import CommitProperties, DeltaTable, Schema, Transaction
 from deltalake.transaction import AddAction, create_table_with_add_actions
 from pyspark.sql import DataFrame
 
 from taosr1.contracts import Contract
 from taosr1.errors import SchemaViolation
-from taosr1.io.tables import Mode, TableStore, WriteResult, _predicate
+from taosr1.io.tables import Mode, TableStore, Txn, WriteResult, _predicate
+from taosr1.obs import get_logger, log_event
+
+log = get_logger(__name__)
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def _drop_staging(fs: pafs.FileSystem, staging_fs_path: str) -> None:
+    """Delete one write's staging folder and its owner marker (missing parts are fine)."""
+    fs.delete_dir_contents(staging_fs_path, missing_dir_ok=True)
+    for path, delete in ((staging_fs_path, fs.delete_dir), (f"{staging_fs_path}.owner", fs.delete_file)):
+        try:
+            delete(path)
+        except (FileNotFoundError, OSError):
+            pass
 
 
 def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -62,8 +75,11 @@ class DeltaRsStore(TableStore):
             total += int(n)
         return total
 
-    def _write(self, c: Contract, df: DataFrame, mode: Mode, replace: dict[str, str]) -> WriteResult:
+    def _write(self, c: Contract, df: DataFrame, mode: Mode, replace: dict[str, str],
+               txn: Txn | None = None) -> WriteResult:
         table_path = self.path(c.table)
+        props = CommitProperties(app_transactions=[Transaction(txn.app_id, txn.version)],
+                                 custom_metadata={"taosr1.app_id": txn.app_id}) if txn else None
         txn = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
         staging = f"{table_path}/_staging/{txn}"
         fs, table_fs_path = _fs(table_path)
@@ -71,25 +87,58 @@ class DeltaRsStore(TableStore):
         writer = df.write.mode("overwrite")
         if c.partition_by:
             writer = writer.partitionBy(*c.partition_by)
+        self._clear_dead_staging(fs, table_fs_path, table_path)
+        from taosr1.repair import driver_id
+
+        fs.create_dir(f"{table_fs_path}/_staging", recursive=True)
+        with fs.open_output_stream(f"{staging_fs_path}.owner") as out:  # who may still commit these files
+            out.write(driver_id().encode())
         try:
             writer.parquet(staging)
             adds, rows = self._stage_to_actions(c, fs, table_fs_path, staging_fs_path, txn, replace)
             if not self.exists(c.table):
                 create_table_with_add_actions(table_path, Schema.from_arrow(c.arrow_schema()), adds, mode="error",
                                               partition_by=list(c.partition_by) or None,
-                                              description=c.description)
+                                              description=c.description, commit_properties=props)
             else:
                 filters = [(k, "=", v) for k, v in replace.items()] or None
                 self.delta(c.table).create_write_transaction(
                     adds, mode, c.arrow_schema(), partition_by=list(c.partition_by) or None,
-                    partition_filters=filters)
+                    partition_filters=filters, commit_properties=props)
         finally:
-            fs.delete_dir_contents(staging_fs_path, missing_dir_ok=True)
-            try:
-                fs.delete_dir(staging_fs_path)
-            except (FileNotFoundError, OSError):
-                pass
+            _drop_staging(fs, staging_fs_path)
         return WriteResult(c.table, self.delta(c.table).version(), rows, len(adds), replace)
+
+    def _clear_dead_staging(self, fs: pafs.FileSystem, table_fs: str, table_uri: str) -> None:
+        """Remove what writers that provably died left behind: their staging folders and the files they had moved
+        into partition folders without committing them (never in the Delta log, so no reader sees them)."""
+        from taosr1.repair import driver_gone
+
+        staging_root = f"{table_fs}/_staging"
+        if fs.get_file_info(staging_root).type != pafs.FileType.Directory:
+            return
+        dead = []
+        for info in fs.get_file_info(pafs.FileSelector(staging_root)):
+            if info.base_name.endswith(".owner"):
+                with fs.open_input_stream(info.path) as f:
+                    owner = f.read().decode(errors="replace")
+                if driver_gone(owner):
+                    dead.append(info.base_name.removesuffix(".owner"))
+        if not dead:
+            return
+        live = ({unquote(p) for p in pa.table(DeltaTable(table_uri).get_add_actions(flatten=True))["path"]
+                 .to_pylist()} if DeltaTable.is_deltatable(table_uri) else set())
+        removed = 0
+        for info in fs.get_file_info(pafs.FileSelector(table_fs, recursive=True)):
+            rel = info.path[len(table_fs) + 1:]
+            if (info.type == pafs.FileType.File and not rel.startswith(("_delta_log", "_staging"))
+                    and any(info.base_name.startswith(f"part-{txn}-") for txn in dead)
+                    and unquote(rel) not in live):
+                fs.delete_file(info.path)
+                removed += 1
+        for txn in dead:
+            _drop_staging(fs, f"{staging_root}/{txn}")
+        log_event(log, "table.dead_staging_cleared", table=table_fs, runs=len(dead), uncommitted_files=removed)
 
     def _stage_to_actions(self, c: Contract, fs: pafs.FileSystem, table_fs: str, staging_fs: str, txn: str,
                           replace: dict[str, str]) -> tuple[list[AddAction], int]:

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from taosr1.contracts import Contract
 from taosr1.errors import SchemaViolation
-from taosr1.io.tables import Mode, TableStore, WriteResult, _predicate
+from taosr1.io.tables import Mode, TableStore, Txn, WriteResult, _predicate
 
 
 class DeltaSparkStore(TableStore):
@@ -30,7 +30,8 @@ class DeltaSparkStore(TableStore):
             reader = reader.option("versionAsOf", version)
         return reader.load(self.path(c.table))
 
-    def _write(self, c: Contract, df: DataFrame, mode: Mode, replace: dict[str, str]) -> WriteResult:
+    def _write(self, c: Contract, df: DataFrame, mode: Mode, replace: dict[str, str],
+               txn: Txn | None = None) -> WriteResult:
         self._check_required_not_null(c, df)
         if replace:
             # replaceWhere fails on rows outside the predicate; we check first to name the field like delta-rs does.
@@ -47,6 +48,8 @@ class DeltaSparkStore(TableStore):
             writer = writer.partitionBy(*c.partition_by)
         if replace and exists:  # a new table is simply created
             writer = writer.option("replaceWhere", _predicate(replace))
+        if txn is not None:  # Delta's idempotent writes: the same app transaction, recorded in the log
+            writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
         writer.save(self.path(c.table))
         rows, files = self._last_commit_metrics(c, ("numOutputRows",), ("numAddedFiles", "numOutputFiles"))
         if rows is None:  # a writer that records no metrics: count what the commit made visible

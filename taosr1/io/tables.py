@@ -13,6 +13,7 @@ Both give the same tables: analysts can read them with Spark SQL, delta-rs, Duck
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -35,13 +36,39 @@ Mode = Literal["append", "overwrite"]
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What a commit did: the table, its new version, rows and files added."""
+    """What a commit did: the table, its new version, rows and files added (``skipped``: the commit was already
+    made by this run, or a newer run of the same key committed first)."""
 
     table: str
     version: int
     rows: int
     files: int | None
     partitions: Mapping[str, str] = field(default_factory=dict)
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class Txn:
+    """A Delta application transaction (``txnAppId``/``txnVersion``): the table remembers the highest version
+    committed per app id, so a commit whose version is not above it is skipped. ``app_id`` names one write of one
+    run key (a stage, its day or corpus, the table, the write's number in the run); ``version`` is the run's start
+    time in ms, so a retried run skips what it already committed and a stale run never overwrites a newer one."""
+
+    app_id: str
+    version: int
+
+
+_commits = 0
+
+
+def _crash_point() -> None:
+    """Test hook for the kill-after-each-commit tests: with ``TAOSR1_CRASH_AFTER_COMMIT=N`` the process dies
+    (exit 137, no cleanup, like kill -9) right after its N-th commit."""
+    global _commits
+    _commits += 1
+    at = os.environ.get("TAOSR1_CRASH_AFTER_COMMIT")
+    if at and _commits == int(at):
+        os._exit(137)
 
 
 def _predicate(where: Mapping[str, str]) -> str:
@@ -113,8 +140,15 @@ class TableStore(abc.ABC):
         return done
 
     # -- writing ---------------------------------------------------------------------------------------------
+    def committed(self, table: str, txn: Txn) -> bool:
+        """Whether the table already holds this application transaction (or a newer one of the same app id)."""
+        if not self.exists(table):
+            return False
+        done = self.delta(table).transaction_version(txn.app_id)
+        return done is not None and done >= txn.version
+
     def write(self, table: str, df: DataFrame, mode: Mode = "append",
-              replace: Mapping[str, str] | None = None) -> WriteResult:
+              replace: Mapping[str, str] | None = None, txn: Txn | None = None) -> WriteResult:
         """Append, overwrite the table, or (``mode="overwrite"`` + ``replace``) replace exactly some partitions.
 
         ``replace`` maps partition columns to values, e.g. ``{"ds": "2026-11-21"}``; a row outside it is an error,
@@ -130,9 +164,15 @@ class TableStore(abc.ABC):
             if unknown:
                 raise SchemaViolation(table, unknown[0], f"replace= names a column that is not a partition column "
                                                          f"(partitions: {list(c.partition_by)})")
-        result = self._write(c, df, mode, dict(replace or {}))
+        if txn is not None and self.committed(table, txn):
+            log_event(log, "table.commit_skipped", table=table, app_id=txn.app_id, txn_version=txn.version,
+                      table_txn_version=self.delta(table).transaction_version(txn.app_id))
+            return WriteResult(table, self.version(table) or 0, 0, 0, dict(replace or {}), skipped=True)
+        result = self._write(c, df, mode, dict(replace or {}), txn)
         log_event(log, "table.commit", table=table, backend=self.backend, version=result.version,
-                  rows=result.rows, files=result.files, mode=mode, replace=dict(replace or {}))
+                  rows=result.rows, files=result.files, mode=mode, replace=dict(replace or {}),
+                  **({"app_id": txn.app_id} if txn else {}))
+        _crash_point()
         return result
 
     def merge(self, table: str, df: DataFrame, keys: Sequence[str]) -> WriteResult:
@@ -143,6 +183,7 @@ class TableStore(abc.ABC):
             return self._write(c, df, "append", {})
         result = self._merge(c, df, list(keys))
         log_event(log, "table.merge", table=table, backend=self.backend, version=result.version, rows=result.rows)
+        _crash_point()
         return result
 
     def _check_primary_key(self, c: Contract, df: DataFrame) -> None:
@@ -170,7 +211,8 @@ class TableStore(abc.ABC):
     def _read(self, c: Contract, version: int | None) -> DataFrame: ...
 
     @abc.abstractmethod
-    def _write(self, c: Contract, df: DataFrame, mode: Mode, replace: dict[str, str]) -> WriteResult: ...
+    def _write(self, c: Contract, df: DataFrame, mode: Mode, replace: dict[str, str],
+               txn: Txn | None = None) -> WriteResult: ...
 
     @abc.abstractmethod
     def _merge(self, c: Contract, df: DataFrame, keys: list[str]) -> WriteResult: ...

@@ -1,0 +1,84 @@
+"""Runs that died between their commits: found at the next run's start, recorded, and superseded.
+
+A run writes its ``job_runs`` row as ``running`` (with its driver, ``host:pid``) before it reads anything, then
+commits its tables, each commit carrying a Delta app transaction (:func:`taosr1.job.txn_app_id`), then closes the
+row. A kill in between leaves a ``running`` row whose driver is gone. The next run of the same stage and key (day,
+corpus or run id) finds it, reads from the tables' app transactions which of them the dead run had committed,
+closes its row as ``failed`` with that list, and then replaces the same partitions itself: the tables end
+consistent with one run again. A driver on another host cannot be proven dead, so its row is left as it is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+
+from pyspark.sql import functions as F
+
+from taosr1.io.tables import TableStore
+from taosr1.obs import get_logger, log_event
+
+log = get_logger(__name__)
+
+
+def driver_id() -> str:
+    """This process as a driver: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def driver_gone(driver: str | None) -> bool:
+    """True only when the driver provably no longer runs: same host, and no process with its pid."""
+    if not driver or ":" not in driver:
+        return False
+    host, _, pid = driver.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def repair_dead_runs(store: TableStore, job: str, writes: tuple[str, ...], ds: str | None, run_id: str,
+                     record_id: str) -> list[dict]:
+    """Close the dead ``running`` rows of this stage and key as failed, naming what each had committed."""
+    from taosr1 import contracts
+    from taosr1.job import txn_app_id
+
+    if not store.exists("job_runs"):
+        return []
+    key = ds or run_id
+    runs = store.read("job_runs").where((F.col("job") == job) & (F.col("status") == "running"))
+    runs = runs.where(F.col("ds") == ds) if ds else runs.where(
+        (F.col("run_id") == run_id) | F.col("run_id").startswith(f"{run_id}@"))
+    repaired = []
+    for row in runs.where(F.col("run_id") != record_id).collect():
+        recorded = json.loads(row["params"] or "{}")
+        driver, version = recorded.get("_driver"), recorded.get("_txn")
+        if not driver_gone(driver):
+            if driver:
+                log_event(log, "repair.alive_or_unknown", job=job, run_id=row["run_id"], driver=driver)
+            continue
+        committed = []
+        for table in writes:
+            if store.exists(table):
+                done = store.delta(table).transaction_version(txn_app_id(job, key, table, 1))
+                if done is not None and done == version:
+                    committed.append(table)
+        error = (f"killed: its driver {driver} is gone; it had committed {', '.join(committed) or 'nothing'}; "
+                 f"superseded by {record_id}, which replaces the same partitions")
+        closed = {**row.asDict(), "status": "failed", "error": error,
+                  "finished_at": dt.datetime.now(dt.timezone.utc)}
+        store.merge("job_runs", store.spark.createDataFrame([closed], contracts.load("job_runs").schema),
+                    ["job", "run_id"])
+        repaired.append({"run_id": row["run_id"], "committed": committed})
+        log_event(log, "repair.dead_run", job=job, run_id=row["run_id"], driver=driver, committed=committed,
+                  superseded_by=record_id)
+    return repaired
