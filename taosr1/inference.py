@@ -12,6 +12,7 @@ shipped as JSON) and, as Ray Data LLM's stages do:
 from __future__ import annotations
 
 import re
+import os
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -165,6 +166,7 @@ def with_label_probs(df: DataFrame, config: EngineConfig, *, order: str = "post_
             eta = max(per_task - done, 0) / rate if per_task else None
             log_event(log, "label_probs.batch", rows=len(out), task_rows=done, rows_per_s=round(rate, 1),
                       eta_s=None if eta is None else round(eta, 1), errors=sum(e is not None for e in errors))
+            _fault_delay()
             yield out
 
     if gpus_per_task:
@@ -192,9 +194,18 @@ def with_samples(df: DataFrame, config: EngineConfig, *, n: int, temperature: fl
             done += len(pdf)
             log_event(log, "sample.batch", rows=len(pdf), task_rows=done,
                       rows_per_s=round(done / max(time.time() - started, 1e-9), 2), n=n)
+            _fault_delay()
             yield out.reindex(columns=columns)
 
     return df.mapInPandas(run, out_schema)
+
+
+def _fault_delay() -> None:
+    """Fault-injection hook for the executor-loss tests: ``TAOSR1_FAULT_BATCH_DELAY_S`` (set on executors with
+    ``spark.executorEnv.``) slows every batch so a worker can be killed while a stage runs."""
+    delay = os.environ.get("TAOSR1_FAULT_BATCH_DELAY_S")
+    if delay:
+        time.sleep(float(delay))
 
 
 def row_seed(seed: int, rec: dict) -> int:

@@ -36,7 +36,7 @@ def _wait_port(port: int, timeout: float = 60) -> None:
     raise TimeoutError(f"nothing listening on {port}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def standalone(tmp_path_factory):
     logs = tmp_path_factory.mktemp("cluster-logs")
     env = dict(os.environ, SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
@@ -92,3 +92,86 @@ def test_ingest_job_on_a_standalone_cluster(standalone, tmp_path, world):
     assert "2026-11-19" in proc.stdout and "yes" in proc.stdout
     # the work ran on the cluster's executors, not in the driver
     assert "app-" in "".join(p.name for p in (Path(env["SPARK_WORKER_DIR"])).iterdir())
+
+
+def _submit(url, env, job, args, delay_s: float):
+    """spark-submit a job to the cluster with small Arrow batches, each slowed by ``delay_s`` on the executors."""
+    cmd = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", url, "--conf", "spark.executor.memory=768m",
+           "--conf", "spark.sql.shuffle.partitions=4", "--conf", "spark.ui.showConsoleProgress=false",
+           "--conf", "spark.sql.execution.arrow.maxRecordsPerBatch=4",
+           "--conf", f"spark.executorEnv.TAOSR1_FAULT_BATCH_DELAY_S={delay_s}",
+           "--conf", f"spark.executorEnv.PYSPARK_PYTHON={sys.executable}",
+           str(REPO / "jobs" / f"{job}.py"), *args]
+    return subprocess.Popen(cmd, env=dict(env, PYSPARK_DRIVER_PYTHON=sys.executable), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _kill_a_busy_worker(env, marker: str, timeout: float = 240) -> str:
+    """Wait until an executor has logged ``marker`` (the engine is working), then SIGKILL that executor and the
+    worker that launched it: a machine lost mid-stage. Returns the killed executor's id."""
+    import signal
+
+    work = Path(env["SPARK_WORKER_DIR"])
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for stderr in work.glob("app-*/*/stderr"):
+            if marker in stderr.read_text(errors="replace"):
+                exec_id = stderr.parent.name
+                for pid in os.listdir("/proc"):
+                    if not pid.isdigit():
+                        continue
+                    try:
+                        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                    except OSError:
+                        continue
+                    if b"org.apache.spark.executor.CoarseGrainedExecutorBackend" in cmd and \
+                            cmd[cmd.index(b"--executor-id") + 1].decode() == exec_id:
+                        worker = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                        os.kill(int(pid), signal.SIGKILL)
+                        os.kill(worker, signal.SIGKILL)
+                        return exec_id
+        time.sleep(0.5)
+    raise TimeoutError(f"no executor logged {marker!r}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BACKEND != "delta-rs", reason="spark-submit runs the JVM path")
+@pytest.mark.parametrize("stage", ["score", "pass_at_n"])
+def test_a_worker_killed_mid_stage_still_yields_every_row_once(standalone, ingested, builtin_model, stage):
+    """A worker and its executor are killed while the engine runs (scoring, then pass@N): Spark reruns the lost
+    tasks on the other worker, and the committed table still has every row exactly once."""
+    url, env = standalone
+    store = ingested
+    wh = store.settings.warehouse
+    if stage == "score":
+        proc = _submit(url, env, "score_catalog", ["--ds", "2026-11-19", "--warehouse", wh, "--model", builtin_model,
+                                                   "--batch-size", "4"], delay_s=0.5)
+    else:
+        from tests.conftest import job
+
+        job(store, "build_sft_corpus", source="world", corpus_id="c1", teacher="template")
+        proc = _submit(url, env, "sample_pass_at_n", ["--corpus-id", "c1", "--run-id", "r1", "--model", builtin_model,
+                                                      "--n", "2", "--max-new-tokens", "8", "--chunks", "1",
+                                                      "--max-pairs", "48", "--batch-size", "4", "--warehouse", wh],
+                       delay_s=0.5)
+    marker = "label_probs.batch" if stage == "score" else "sample.batch"
+    try:
+        killed = _kill_a_busy_worker(env, marker)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-4000:]
+    assert f"Lost executor {killed}" in out  # the driver saw the loss and reran its tasks elsewhere
+    from pyspark.sql import functions as F
+
+    if stage == "score":
+        run = store.read("job_runs").where("job = 'score_catalog'").orderBy(F.desc("started_at")).first()
+        assert run.status == "succeeded" and run.counts["rows_in"] > 0
+        day = store.read("relevance_scores").where(F.col("ds") == "2026-11-19").toPandas()
+        assert len(day) == run.counts["kept"] and not day.duplicated(["query_id", "product_id"]).any()
+        assert set(day["run_id"]) == {run.run_id}
+    else:
+        samples = store.read("pass_at_n_samples").where(F.col("run_id") == "r1").toPandas()
+        per_pair = samples.groupby(["query_id", "product_id"]).size()
+        assert len(per_pair) > 0 and (per_pair == 2).all()
+        assert not samples.duplicated(["query_id", "product_id", "sample_idx"]).any()
