@@ -103,6 +103,25 @@ def test_pipeline_train_end_to_end(spark, tmp_path, builtin_model):
 
     assert res["promotion"].startswith("no champion yet")
     assert champion(store.root).path == str(next((tmp_path / "wh" / "models").glob("grpo-*")).resolve())
+    # MLflow: a run per training stage with TRL's loss curve and the model's files; the champion's alias
+    mlflow = pytest.importorskip("mlflow")
+    from taosr1.tracking import tracking_uri
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri(store.root), registry_uri=tracking_uri(store.root))
+    runs = client.search_runs([client.get_experiment_by_name("taosr1").experiment_id])
+    by_stage = {}
+    for r in runs:
+        by_stage.setdefault(r.data.tags["taosr1.stage"], []).append(r)
+    assert {len(by_stage[s]) for s in ("train_dpo", "train_grpo", "evaluate", "promote_model")} == {1}
+    assert len(by_stage["train_sft"]) == 2  # post-CoT and the think-first ablation
+    sft = by_stage["train_sft"][0]
+    assert sft.info.status == "FINISHED" and "train_loss" in sft.data.metrics
+    assert len(client.get_metric_history(sft.info.run_id, "loss")) >= 2  # logged every 10 of 150 steps
+    assert sft.data.params["taosr1.max_steps"] == "150" and sft.data.params["learning_rate"]
+    files = {a.path for a in client.list_artifacts(sft.info.run_id, "model")}
+    assert {"model/taosr1_model.json", "model/config.json", "model/model.safetensors"} <= files
+    alias = client.get_model_version_by_alias("taosr1-relevance", "champion")
+    assert alias.source.endswith(champion(store.root).path.split("/")[-1])
     m = res["metrics"].set_index("system")
     assert {"base", "sft", "dpo", "grpo", "majority", "lexical", "embedding"} <= set(m.index)
     assert (m["n"] == m["n"].iloc[0]).all() and m["n"].iloc[0] > 20
