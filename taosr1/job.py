@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from taosr1.engines.config import EngineConfig, engine_config
 from taosr1.errors import CountMismatch, StaleRun
-from taosr1.io.tables import Mode, TableStore, Txn, WriteResult
+from taosr1.io.tables import Mode, TableStore, Txn, WriteResult, txn_app_id
 from taosr1.obs import get_logger, log_event
 
 log = get_logger(__name__)
@@ -236,11 +236,6 @@ def run_stage(stage: Stage[P], store: TableStore, params: P) -> Report:
 def txn_version(started: dt.datetime) -> int:
     """A run's app-transaction version: its start in ms (later runs of a key have higher versions)."""
     return int(started.timestamp() * 1000)
-
-
-def txn_app_id(stage: str, key: str, table: str, seq: int) -> str:
-    """The app id of a run's ``seq``-th write to ``table`` (shared by every run of the same stage and key)."""
-    return f"taosr1/{stage}/{key}/{table}#{seq}"
 
 
 def _tracked(stage: Stage, store: TableStore, run_id: str, params: Params):

@@ -1,9 +1,9 @@
 """Runs that died between their commits: found at the next run's start, recorded, and superseded.
 
 A run writes its ``job_runs`` row as ``running`` (with its driver, ``host:pid``) before it reads anything, then
-commits its tables, each commit carrying a Delta app transaction (:func:`taosr1.job.txn_app_id`), then closes the
-row. A kill in between leaves a ``running`` row whose driver is gone. The next run of the same stage and key (day,
-corpus or run id) finds it, reads from the tables' app transactions which of them the dead run had committed,
+commits its tables, each commit carrying a Delta app transaction (:func:`taosr1.io.tables.txn_app_id`), then
+closes the row. A kill in between leaves a ``running`` row whose driver is gone. The next run of the same stage and
+key (day, corpus or run id) finds it, reads from the tables' app transactions which of them the dead run had committed,
 closes its row as ``failed`` with that list, and then replaces the same partitions itself: the tables end
 consistent with one run again. A driver on another host cannot be proven dead, so its row is left as it is.
 """
@@ -50,7 +50,7 @@ def repair_dead_runs(store: TableStore, job: str, writes: tuple[str, ...], ds: s
                      record_id: str) -> list[dict]:
     """Close the dead ``running`` rows of this stage and key as failed, naming what each had committed."""
     from taosr1 import contracts
-    from taosr1.job import txn_app_id
+    from taosr1.io.tables import txn_app_id
 
     if not store.exists("job_runs"):
         return []

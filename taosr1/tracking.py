@@ -59,8 +59,13 @@ def _client(root: str):
     local = _local_root(root)
     if local is not None and uri and uri.startswith("sqlite:///"):
         (local / "mlflow").mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)  # also exports MLFLOW_TRACKING_URI, which would pin every later warehouse here
     mlflow.set_registry_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
     client = mlflow.MlflowClient()
     if client.get_experiment_by_name(EXPERIMENT) is None:
         artifacts = (local / "mlflow" / "artifacts").resolve().as_uri() if local is not None else None

@@ -58,6 +58,11 @@ class Txn:
     version: int
 
 
+def txn_app_id(stage: str, key: str, table: str, seq: int) -> str:
+    """The app id of a run's ``seq``-th write to ``table`` (shared by every run of the same stage and key)."""
+    return f"taosr1/{stage}/{key}/{table}#{seq}"
+
+
 _commits = 0
 
 
