@@ -11,8 +11,8 @@ shipped as JSON) and, as Ray Data LLM's stages do:
 
 from __future__ import annotations
 
-import re
 import os
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence

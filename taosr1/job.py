@@ -252,8 +252,7 @@ def _tracked(stage: Stage, store: TableStore, run_id: str, params: Params):
 def _record(store: TableStore, job: str, record_id: str, report: Report, params: Params, started: dt.datetime,
             status: str, error: str | None) -> None:
     from taosr1 import contracts
-
-    from taosr1.repair import driver_id
+    from taosr1.io.liveness import driver_id
 
     row = dict(job=job, run_id=record_id, ds=report.ds, status=status, started_at=started,
                finished_at=dt.datetime.now(dt.timezone.utc),

@@ -12,38 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import socket
 
 from pyspark.sql import functions as F
 
+from taosr1.io.liveness import driver_gone
 from taosr1.io.tables import TableStore
 from taosr1.obs import get_logger, log_event
 
 log = get_logger(__name__)
-
-
-def driver_id() -> str:
-    """This process as a driver: ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def driver_gone(driver: str | None) -> bool:
-    """True only when the driver provably no longer runs: same host, and no process with its pid."""
-    if not driver or ":" not in driver:
-        return False
-    host, _, pid = driver.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def repair_dead_runs(store: TableStore, job: str, writes: tuple[str, ...], ds: str | None, run_id: str,
@@ -68,10 +44,8 @@ def repair_dead_runs(store: TableStore, job: str, writes: tuple[str, ...], ds: s
             continue
         committed = []
         for table in writes:
-            if store.exists(table):
-                done = store.delta(table).transaction_version(txn_app_id(job, key, table, 1))
-                if done is not None and done == version:
-                    committed.append(table)
+            if version is not None and store.txn_version(table, txn_app_id(job, key, table, 1)) == version:
+                committed.append(table)
         error = (f"killed: its driver {driver} is gone; it had committed {', '.join(committed) or 'nothing'}; "
                  f"superseded by {record_id}, which replaces the same partitions")
         closed = {**row.asDict(), "status": "failed", "error": error,

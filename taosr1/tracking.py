@@ -78,8 +78,8 @@ def _client(root: str):
 class Tracker:
     """The active stage run: metrics, tables and files go to it; every call is best effort."""
 
-    def __init__(self, mlflow: Any, run_id: str) -> None:
-        self.mlflow, self.run_id = mlflow, run_id
+    def __init__(self, mlflow: Any) -> None:
+        self.mlflow = mlflow
 
     def _safe(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
         try:
@@ -102,7 +102,7 @@ class Tracker:
 
     def model_folder(self, path: str | Path, folder: str = "model") -> None:
         """The model folder's files up to ``TAOSR1_MLFLOW_MAX_ARTIFACT_MB`` each (card, config, tokenizer, weights
-        of small models); larger files are named in ``skipped.json`` with the folder's path and content id."""
+        of small models); ``location.json`` names the folder and the larger files left out."""
         p = Path(path)
         skipped = []
         for f in sorted(p.iterdir()) if p.is_dir() else []:
@@ -122,12 +122,12 @@ def stage_run(root: str, stage: str, run_id: str, params: dict[str, Any]) -> Ite
         return
     try:
         mlflow, _ = _client(root)
-        active = mlflow.start_run(run_name=run_id, tags={"taosr1.stage": stage, "taosr1.run_id": run_id})
+        mlflow.start_run(run_name=run_id, tags={"taosr1.stage": stage, "taosr1.run_id": run_id})
     except Exception as e:  # noqa: BLE001 - tracking never fails a job
         log_event(log, "tracking.error", what="start", error=f"{type(e).__name__}: {e}"[:300])
         yield None
         return
-    tracker = Tracker(mlflow, active.info.run_id)
+    tracker = Tracker(mlflow)
     flat = {f"taosr1.{k}": (json.dumps(v, default=str) if isinstance(v, (dict, list)) else v)
             for k, v in params.items() if v is not None}
     tracker._safe("params", mlflow.log_params, {k: str(v)[:500] for k, v in flat.items()})

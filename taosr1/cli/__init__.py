@@ -4,9 +4,8 @@ and the Airflow DAGs take the same options. User errors exit 2 with one line nam
 
 from __future__ import annotations
 
-import uuid
-
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 

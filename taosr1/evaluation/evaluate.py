@@ -29,6 +29,7 @@ from taosr1.io.tables import TableStore
 from taosr1.job import Context, OptionalIdent, Params, Stage
 from taosr1.labels import LEVELS, TIER_OF_LEVEL
 from taosr1.model.reference import ModelRef
+from taosr1.model.registry import Champion, champion
 from taosr1.obs import get_logger, log_event
 from taosr1.model.loading import model_card
 from taosr1.pairs import bucket_hash, with_products
@@ -145,7 +146,14 @@ class Evaluate(Stage[EvaluateParams]):
             gold = test["label"].to_numpy(dtype=int)
             rows: list[dict] = []
             tiers = {"gold": _mix(gold)}
-            for system, path in self._systems(store, p).items():
+            champ = champion(store.root) if p.champion else None
+
+            def systems():  # --models, then the champion unless one of them had its version
+                yield from p.models.items()
+                if champ and champ.version not in {r["model_version"] for r in rows}:
+                    yield "champion", champ.path
+
+            for system, path in systems():
                 m, tier_levels = self._score_model(test_df, test, system, path, p, calib_df)
                 rows.append(m)
                 tiers[system] = _mix(tier_levels)
@@ -180,7 +188,7 @@ class Evaluate(Stage[EvaluateParams]):
                  "CoT, label read from the last line); tiers by CumPT; NDCG@10 ranks by expected level",
                  f"baselines: cut points fitted for macro-F1 on {train_where}"]
         if p.champion:
-            notes.append(self._champion_note(store, rows))
+            notes.append(self._champion_note(champ, rows))
         ctx.report.info["report"] = write_report(p.report or f"{store.root}/reports/{eval_id}.html",
                                                  f"taosr1 evaluation {eval_id}", rows, tiers, notes)
         if ctx.tracker is not None:  # the table, per-system metrics and the report beside the run
@@ -190,22 +198,9 @@ class Evaluate(Stage[EvaluateParams]):
             ctx.tracker.text(out.drop("per_class").toPandas().to_csv(index=False), "eval_metrics.csv")
             ctx.tracker.file(ctx.report.info["report"])
 
-    def _systems(self, store: TableStore, p: EvaluateParams) -> dict[str, str]:
-        """The models to score: ``--models`` plus, with ``--champion``, the champion when none of them is it."""
-        from taosr1.model.registry import champion
-
-        systems = dict(p.models)
-        champ = champion(store.root) if p.champion else None
-        if champ and champ.version not in {ModelRef.resolve(path).version for path in systems.values()}:
-            systems["champion"] = champ.path
-        return systems
-
     @staticmethod
-    def _champion_note(store: TableStore, rows: list[dict]) -> str:
+    def _champion_note(champ: Champion | None, rows: list[dict]) -> str:
         """Champion vs the best model of this evaluation (what ``taosr1 promote`` will compare)."""
-        from taosr1.model.registry import champion
-
-        champ = champion(store.root)
         if champ is None:
             return "champion: none yet (the first promoted challenger becomes it)"
         theirs = next((r for r in rows if r.get("model_version") == champ.version), None)

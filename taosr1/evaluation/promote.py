@@ -49,14 +49,15 @@ def latest_evidence(store: TableStore, challenger_version: str, champ: Champion 
     """The newest evaluation that scored the challenger, with the champion's row of that same evaluation."""
     if not store.exists("eval_metrics"):
         raise InputError("no evaluation yet: run `taosr1 evaluate --champion --models NAME=DIR` first")
-    rows = (store.read("eval_metrics").where(F.col("kind") == "model")
-            .select("eval_id", "system", "model_version", "macro_f1", "ndcg_10", "created_at").toPandas())
-    mine = rows[rows["model_version"] == challenger_version].sort_values("created_at")
-    if mine.empty:
+    models = store.read("eval_metrics").where(F.col("kind") == "model")
+    newest = (models.where(F.col("model_version") == challenger_version).orderBy(F.desc("created_at"))
+              .select("eval_id").limit(1).collect())
+    if not newest:
         raise InputError(f"no evaluation scored the challenger (model version {challenger_version}): evaluate it "
                          f"with --champion first")
-    eval_id = str(mine.iloc[-1]["eval_id"])
-    same = rows[rows["eval_id"] == eval_id]
+    eval_id = newest[0]["eval_id"]
+    same = (models.where(F.col("eval_id") == eval_id)
+            .select("eval_id", "system", "model_version", "macro_f1", "ndcg_10").toPandas())
     ch = same[same["model_version"] == challenger_version].iloc[0].to_dict()
     if champ is None:
         return Evidence(eval_id, ch, None)
@@ -108,7 +109,8 @@ def crown(store: TableStore, path: str, reason: str, run_id: str, registry: str 
     row = decision_row(run_id, registry, True, reason, str(Path(path).resolve()), version,
                        champion(store.root, registry), mlflow_version=mv)
     store.write("model_promotions", store.spark.createDataFrame([row], contracts.load("model_promotions").schema))
-    return champion(store.root, registry)  # type: ignore[return-value]
+    return Champion(path=row["challenger_path"], version=version, decided_at=str(row["decided_at"]), run_id=run_id,
+                    reason=reason)
 
 
 class PromoteModel(Stage[PromoteParams]):

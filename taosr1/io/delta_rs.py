@@ -26,6 +26,7 @@ from pyspark.sql import DataFrame
 
 from taosr1.contracts import Contract
 from taosr1.errors import SchemaViolation
+from taosr1.io.liveness import driver_gone, driver_id
 from taosr1.io.tables import Mode, TableStore, Txn, WriteResult, _predicate
 from taosr1.obs import get_logger, log_event
 
@@ -80,22 +81,20 @@ class DeltaRsStore(TableStore):
         table_path = self.path(c.table)
         props = CommitProperties(app_transactions=[Transaction(txn.app_id, txn.version)],
                                  custom_metadata={"taosr1.app_id": txn.app_id}) if txn else None
-        txn = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
-        staging = f"{table_path}/_staging/{txn}"
+        write_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+        staging = f"{table_path}/_staging/{write_id}"
         fs, table_fs_path = _fs(table_path)
-        staging_fs_path = f"{table_fs_path}/_staging/{txn}"
+        staging_fs_path = f"{table_fs_path}/_staging/{write_id}"
         writer = df.write.mode("overwrite")
         if c.partition_by:
             writer = writer.partitionBy(*c.partition_by)
         self._clear_dead_staging(fs, table_fs_path, table_path)
-        from taosr1.repair import driver_id
-
         fs.create_dir(f"{table_fs_path}/_staging", recursive=True)
         with fs.open_output_stream(f"{staging_fs_path}.owner") as out:  # who may still commit these files
             out.write(driver_id().encode())
         try:
             writer.parquet(staging)
-            adds, rows = self._stage_to_actions(c, fs, table_fs_path, staging_fs_path, txn, replace)
+            adds, rows = self._stage_to_actions(c, fs, table_fs_path, staging_fs_path, write_id, replace)
             if not self.exists(c.table):
                 create_table_with_add_actions(table_path, Schema.from_arrow(c.arrow_schema()), adds, mode="error",
                                               partition_by=list(c.partition_by) or None,
@@ -112,8 +111,6 @@ class DeltaRsStore(TableStore):
     def _clear_dead_staging(self, fs: pafs.FileSystem, table_fs: str, table_uri: str) -> None:
         """Remove what writers that provably died left behind: their staging folders and the files they had moved
         into partition folders without committing them (never in the Delta log, so no reader sees them)."""
-        from taosr1.repair import driver_gone
-
         staging_root = f"{table_fs}/_staging"
         if fs.get_file_info(staging_root).type != pafs.FileType.Directory:
             return
@@ -132,12 +129,12 @@ class DeltaRsStore(TableStore):
         for info in fs.get_file_info(pafs.FileSelector(table_fs, recursive=True)):
             rel = info.path[len(table_fs) + 1:]
             if (info.type == pafs.FileType.File and not rel.startswith(("_delta_log", "_staging"))
-                    and any(info.base_name.startswith(f"part-{txn}-") for txn in dead)
+                    and any(info.base_name.startswith(f"part-{write_id}-") for write_id in dead)
                     and unquote(rel) not in live):
                 fs.delete_file(info.path)
                 removed += 1
-        for txn in dead:
-            _drop_staging(fs, f"{staging_root}/{txn}")
+        for write_id in dead:
+            _drop_staging(fs, f"{staging_root}/{write_id}")
         log_event(log, "table.dead_staging_cleared", table=table_fs, runs=len(dead), uncommitted_files=removed)
 
     def _stage_to_actions(self, c: Contract, fs: pafs.FileSystem, table_fs: str, staging_fs: str, txn: str,

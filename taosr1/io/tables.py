@@ -145,12 +145,9 @@ class TableStore(abc.ABC):
         return done
 
     # -- writing ---------------------------------------------------------------------------------------------
-    def committed(self, table: str, txn: Txn) -> bool:
-        """Whether the table already holds this application transaction (or a newer one of the same app id)."""
-        if not self.exists(table):
-            return False
-        done = self.delta(table).transaction_version(txn.app_id)
-        return done is not None and done >= txn.version
+    def txn_version(self, table: str, app_id: str) -> int | None:
+        """The highest version the table recorded for an application transaction (None: never committed)."""
+        return self.delta(table).transaction_version(app_id) if self.exists(table) else None
 
     def write(self, table: str, df: DataFrame, mode: Mode = "append",
               replace: Mapping[str, str] | None = None, txn: Txn | None = None) -> WriteResult:
@@ -169,9 +166,10 @@ class TableStore(abc.ABC):
             if unknown:
                 raise SchemaViolation(table, unknown[0], f"replace= names a column that is not a partition column "
                                                          f"(partitions: {list(c.partition_by)})")
-        if txn is not None and self.committed(table, txn):
+        done = self.txn_version(table, txn.app_id) if txn is not None else None
+        if txn is not None and done is not None and done >= txn.version:  # this run's, or a newer run's, commit
             log_event(log, "table.commit_skipped", table=table, app_id=txn.app_id, txn_version=txn.version,
-                      table_txn_version=self.delta(table).transaction_version(txn.app_id))
+                      table_txn_version=done)
             return WriteResult(table, self.version(table) or 0, 0, 0, dict(replace or {}), skipped=True)
         result = self._write(c, df, mode, dict(replace or {}), txn)
         log_event(log, "table.commit", table=table, backend=self.backend, version=result.version,

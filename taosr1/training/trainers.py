@@ -6,13 +6,11 @@ prompt/completion, prompt/chosen/rejected, prompt + ``gold_label`` for the rewar
 
 from __future__ import annotations
 
-import dataclasses
-
 import json
 import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -230,7 +228,7 @@ class _Train(Stage[TrainParams]):
 
         cfg = p.train_config()
         if ctx.tracker is not None:
-            cfg = dataclasses.replace(cfg, report_to=("mlflow",))
+            cfg = replace(cfg, report_to=("mlflow",))
         ds = load_dataset_for(self.kind, ctx.store, p.data, order=p.order, completion=p.completion)
         c = ctx.report.counts
         if len(ds) == 0:
