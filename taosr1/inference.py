@@ -88,19 +88,45 @@ def run_bisected(fn: Callable[[list[Any]], Sequence[T]], items: list[Any], retri
         return run_bisected(fn, items[:mid], retries) + run_bisected(fn, items[mid:], retries)
 
 
-def _prologue(df: DataFrame, config: EngineConfig, added: list[StructField]) -> tuple[str, StructType]:
-    """Shared by both runners: needed columns, engine threads = the cores a task owns, the output schema."""
+def engine_layout(spark) -> tuple[int, int] | None:
+    """``(partitions, threads)`` for an engine stage: one engine per executor using all its cores, not one per
+    Python worker (each loads the whole model; on 2 cores two workers of one thread each load it twice and decode
+    no faster). Local mode: one partition, ``local[N]``'s N threads. A cluster: one partition per executor, the
+    executor's cores as threads. ``None`` on Spark Connect (no way to see the executors from the client)."""
+    from taosr1.spark import is_remote
+
+    if is_remote(spark):
+        return None
+    sc = spark.sparkContext
+    if sc.master.startswith("local"):
+        return 1, max(1, sc.defaultParallelism)
+    try:
+        executors = max(1, sc._jsc.sc().getExecutorMemoryStatus().size() - 1)  # minus the driver
+    except Exception:  # noqa: BLE001 - py4j differences; fall back to one task per core
+        return max(1, sc.defaultParallelism), 1
+    cores = int(sc.getConf().get("spark.executor.cores", "0") or 0) or max(1, sc.defaultParallelism // executors)
+    task_cpus = int(sc.getConf().get("spark.task.cpus", "1") or 1)
+    return executors, max(cores, task_cpus)
+
+
+def _prologue(df: DataFrame, config: EngineConfig, added: list[StructField], keys: Sequence[str]
+              ) -> tuple[DataFrame, str, StructType]:
+    """Shared by both runners: needed columns; rows laid out one partition per executor (hashed and sorted by
+    ``keys``, so a query's pairs sit together and the order is stable); engine threads = the executor's cores; the
+    output schema."""
     missing = [c for c in ("query", "title") if c not in df.columns]
     if missing:
         raise ValueError(f"the engine needs column(s) {missing}")
-    if config.torch_threads is None:
-        try:
-            task_cpus = int(df.sparkSession.conf.get("spark.task.cpus", "1") or 1)
-        except Exception:  # noqa: BLE001 - Spark Connect servers may not expose the key
-            task_cpus = 1
-        config = config.model_copy(update={"torch_threads": task_cpus})
+    layout = engine_layout(df.sparkSession)
+    if layout is not None:
+        parts, threads = layout
+        df = df.repartition(parts, *keys).sortWithinPartitions(*keys)
+        if config.torch_threads is None:
+            config = config.model_copy(update={"torch_threads": threads})
+    elif config.torch_threads is None:
+        config = config.model_copy(update={"torch_threads": 1})
     schema = StructType(list(df.schema.fields) + added + [StructField("error", StringType())])
-    return config.model_dump_json(), schema
+    return df, config.model_dump_json(), schema
 
 
 def engine_in_worker(cfg_json: str, order: str) -> tuple[Engine, Callable[[dict], str]]:
@@ -126,7 +152,8 @@ def with_label_probs(df: DataFrame, config: EngineConfig, *, order: str = "post_
                      gpus_per_task: float | None = None) -> DataFrame:
     """Add label probabilities (and ``error``) to each row; needs ``query`` plus product columns in ``df``.
     ``expected_rows`` only feeds the ETA in the logs."""
-    cfg_json, out_schema = _prologue(df, config, [StructField(c, DoubleType()) for c in PROB_COLS])
+    keys = [c for c in ("query", "query_id", "product_id") if c in df.columns]
+    df, cfg_json, out_schema = _prologue(df, config, [StructField(c, DoubleType()) for c in PROB_COLS], keys)
     try:
         parts = max(1, df.rdd.getNumPartitions()) if expected_rows else 1
     except Exception:  # noqa: BLE001 - Spark Connect has no RDD API; the ETA is then per whole input
@@ -182,7 +209,8 @@ def with_samples(df: DataFrame, config: EngineConfig, *, n: int, temperature: fl
     """``n`` sampled completions per input row: output has ``n`` rows per input (``sample_idx`` 0..n-1), or one row
     with ``error`` set when the engine failed on that row. Each row is seeded from ``seed`` and its
     (query_id, product_id), so a pair's samples do not depend on how Spark batched it."""
-    cfg_json, out_schema = _prologue(df, config, [StructField(c, t) for c, t in SAMPLE_COLS])
+    keys = [c for c in ("query_id", "product_id", "query") if c in df.columns]
+    df, cfg_json, out_schema = _prologue(df, config, [StructField(c, t) for c, t in SAMPLE_COLS], keys)
     columns = [f.name for f in out_schema.fields]
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

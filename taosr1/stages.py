@@ -106,7 +106,7 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         "sft": dict(learning_rate=1e-4, batch_size=8, train_layers=10, dtype="auto"),
         "dpo": dict(learning_rate=2e-5, batch_size=8, train_layers=10, dtype="auto"),
         "grpo": dict(learning_rate=5e-6, batch_size=8, train_layers=10, dtype="auto"),
-        "passn": dict(batch_size=64, dtype="auto"),
+        "passn": dict(batch_size=256, dtype="auto"),
         "evaluate": dict(dtype="auto", batch_size=64, calibrate_pairs=300),
     },
 }

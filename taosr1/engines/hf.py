@@ -44,6 +44,10 @@ class HFEngine(Engine):
 
         self.dtype = resolve_dtype(config.dtype, config.device)
         self.model = load_causal_lm(config.model_path, self.dtype, config.device)
+        if not config.device.startswith("cuda"):
+            from taosr1.engines.attention import use_gqa_attention
+
+            self.gqa_attention = use_gqa_attention(self.model)
         self.label_ids = label_token_ids(self.tokenizer)
         self._prefix: tuple[tuple[int, ...], object] | None = None  # (prefix ids, cache for batch 1)
 
@@ -125,43 +129,57 @@ class HFEngine(Engine):
 
     def _sample_batch(self, prompts: list[str], seeds: list[int], n: int, temperature: float, top_p: float,
                       max_new_tokens: int) -> list[list[Sample]]:
+        """Each prompt is prefilled once and its cache repeated ``n`` times; a finished row leaves the batch (its
+        cache rows are dropped), so the decoder only runs the samples still writing."""
         torch, dev, tok = self.torch, self.config.device, self.tokenizer
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
-        ids = enc["input_ids"].repeat_interleave(n, 0).to(dev)
-        mask = enc["attention_mask"].repeat_interleave(n, 0).to(dev)
-        rows = ids.shape[0]
+        rows = len(prompts) * n
         gens = [torch.Generator().manual_seed(int(s) * 131 + k) for s in seeds for k in range(n)]
-        eos, pad = tok.eos_token_id, tok.pad_token_id
+        eos = tok.eos_token_id
         tokens: list[list[int]] = [[] for _ in range(rows)]
         logps: list[list[float]] = [[] for _ in range(rows)]
-        done = torch.zeros(rows, dtype=torch.bool)
         with torch.inference_mode():
+            ids, mask = enc["input_ids"].to(dev), enc["attention_mask"].to(dev)
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-            for _ in range(max_new_tokens):
-                logits = out.logits[:, -1, :].float().cpu()
+            cache = out.past_key_values
+            if n > 1:
+                cache.batch_repeat_interleave(n)
+            logits_dev = out.logits[:, -1, :].repeat_interleave(n, 0)
+            mask, pos = mask.repeat_interleave(n, 0), pos[:, -1:].repeat_interleave(n, 0)
+            active = list(range(rows))  # the sample each batch row belongs to
+            for step in range(max_new_tokens):
+                logits = logits_dev.float().cpu()
                 if temperature > 0:
                     logp = torch.log_softmax(logits / temperature, dim=-1)
                     if top_p < 1.0:
                         logp = _nucleus(torch, logp, top_p)
-                    probs = logp.exp()
-                    nxt = torch.tensor([int(torch.multinomial(probs[r], 1, generator=gens[r])) for r in range(rows)])
+                    # inverse-CDF sampling, one uniform per row from that row's own generator (vectorised;
+                    # 8x cheaper than a multinomial per row over the vocabulary)
+                    u = torch.cat([torch.rand(1, generator=gens[r], dtype=torch.float64) for r in active])
+                    cdf = logp.double().exp().cumsum(-1)
+                    nxt = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
+                    nxt = nxt.clamp(max=logp.shape[1] - 1)
                 else:
                     logp = torch.log_softmax(logits, dim=-1)
                     nxt = logits.argmax(-1)
-                chosen = logp.gather(1, nxt[:, None]).squeeze(1)
-                for r in range(rows):
-                    if not done[r]:
-                        tokens[r].append(int(nxt[r]))
-                        logps[r].append(float(chosen[r]))
-                done |= nxt == eos
-                if bool(done.all()):
+                chosen = logp.gather(1, nxt[:, None]).squeeze(1).tolist()
+                for i, r in enumerate(active):
+                    tokens[r].append(int(nxt[i]))
+                    logps[r].append(chosen[i])
+                finished = nxt == eos
+                if step == max_new_tokens - 1 or bool(finished.all()):
                     break
-                nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
-                mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=dev)], dim=1)
-                pos = pos[:, -1:] + 1
+                if bool(finished.any()):
+                    keep = (~finished).nonzero().squeeze(1)
+                    cache.batch_select_indices(keep.to(dev))
+                    active = [active[i] for i in keep.tolist()]
+                    nxt, mask, pos = nxt[keep], mask[keep.to(dev)], pos[keep.to(dev)]
+                mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=dev)], dim=1)
+                pos = pos + 1
                 out = self.model(input_ids=nxt[:, None].to(dev), attention_mask=mask, position_ids=pos,
-                                 past_key_values=out.past_key_values, use_cache=True)
+                                 past_key_values=cache, use_cache=True)
+                logits_dev = out.logits[:, -1, :]
         res = []
         for j in range(len(prompts)):
             res.append([Sample(tok.decode(tokens[j * n + k], skip_special_tokens=True), logps[j * n + k])

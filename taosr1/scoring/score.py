@@ -28,7 +28,6 @@ from taosr1.pairs import KEY, with_products
 from taosr1.prompts.template import PROMPT_VERSION
 from taosr1.quarantine import pair_key, pair_rows
 from taosr1.scoring.cumpt import expected_relevance_column, level_column, tier_column
-from taosr1.spark import is_remote
 
 STAGE = "score_catalog"
 
@@ -111,8 +110,6 @@ class ScoreCatalog(Stage[ScoreParams]):
             rejected = joined.where("reason IS NOT NULL")
             to_score = joined.where("reason IS NULL").drop("reason", "_known")
             n_to_score = to_score.count()
-            if not is_remote(ctx.spark):
-                to_score = to_score.repartition(max(1, ctx.spark.sparkContext.defaultParallelism))
             scored = with_label_probs(to_score, engine, expected_rows=n_to_score).persist(StorageLevel.MEMORY_AND_DISK)
             held.append(scored)
             with engine_failures():
