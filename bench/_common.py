@@ -36,8 +36,9 @@ def print_table(title: str, columns: list[str], rows: list[list[object]]) -> Non
         t.add_column(c, justify="right")
     for r in rows:
         t.add_row(*[f"{v:,.1f}" if isinstance(v, float) else str(v) for v in r])
-    Console().print(t)
-    Console().print(f"machine: {machine()}")
+    console = Console(width=max(Console().width, 130))  # a piped run keeps whole rows
+    console.print(t)
+    console.print(f"machine: {machine()}")
 
 
 def synthetic_pairs(products: pd.DataFrame, labels: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:

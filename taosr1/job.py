@@ -64,7 +64,7 @@ class EngineParams(Params):
                               "warehouse's champion, else <warehouse>/models/taosr1-builtin).")
     batch_size: int = Field(default=32, ge=1, le=4096, description="Pairs per engine call.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        default="float32", description="auto: bfloat16 where the CPU has bf16 instructions (or on CUDA), else "
+        default="auto", description="auto: bfloat16 where the CPU has bf16 instructions (or on CUDA), else "
         "float32; bfloat16 on a CPU without them warns")
     device: str = Field(default="cpu", description="cpu | cuda[:N]")
     base_url: str | None = Field(default=None, description="openai engine: server URL (…/v1).")

@@ -40,6 +40,23 @@ def test_hf_prefix_cache_matches_plain_forward(hf, builtin_model, pair_rows):
     np.testing.assert_allclose(hf.label_probs(prompts[:3]), a[:3], atol=TOLERANCE)
 
 
+def test_query_shared_prefix_matches_plain_and_runs_fewer_tokens(builtin_model, pair_rows):
+    """Pairs of one query share the instruction *and* the query: the query runs once per group, and every row's
+    probabilities are those of a plain forward pass, whatever it was batched with."""
+    by_query: dict[str, list[dict]] = {}
+    for r in pair_rows:
+        by_query.setdefault(r["query"], []).append(r)
+    rows = [r for q in sorted(by_query, key=lambda q: -len(by_query[q]))[:6] for r in by_query[q][:5]]
+    rows.append(pair_rows[-1])  # a lone row in the batch
+    grouped = create_engine(engine_config(model_path=builtin_model, batch_size=64))
+    plain = create_engine(engine_config(model_path=builtin_model, batch_size=64, prefix_cache=False))
+    prompts = _prompts(grouped, rows)
+    a, b = grouped.label_probs(prompts), plain.label_probs(prompts)
+    np.testing.assert_allclose(a, b, atol=TOLERANCE)
+    assert grouped.stats["tokens_useful"] < 0.75 * plain.stats["tokens_useful"], (grouped.stats, plain.stats)
+    np.testing.assert_allclose(grouped.label_probs(prompts[3:4]), a[3:4], atol=TOLERANCE)  # alone: same
+
+
 def test_hf_sample_is_seeded_and_has_logprobs(hf, pair_rows):
     prompts = _prompts(hf, pair_rows[:3])
     s1 = hf.sample(prompts, n=3, max_new_tokens=12, seed=5)
@@ -88,6 +105,28 @@ def test_spark_glue_keeps_rows_and_quarantines_a_bad_row(spark, builtin_model, p
     sub = good.head(20)
     want = direct.label_probs(_prompts(direct, sub.to_dict("records")))
     np.testing.assert_allclose(sub[list(PROB_COLS)].to_numpy(), want, atol=TOLERANCE)
+
+
+@jvm_only
+def test_engine_stages_load_one_engine_per_executor(spark, builtin_model, pair_rows):
+    """However the input is partitioned, an engine stage runs one task per executor (local: one), whose engine
+    uses all the executor's cores, with a query's pairs next to each other."""
+    import pandas as pd
+
+    from taosr1.inference import engine_layout
+
+    assert engine_layout(spark) == (1, spark.sparkContext.defaultParallelism)
+    rows = pd.DataFrame(pair_rows[:60])[["query_id", "query", "product_id", "title"]]
+    out = with_label_probs(spark.createDataFrame(rows).repartition(4), engine_config(model_path=builtin_model))
+    assert out.rdd.getNumPartitions() == 1
+    got = out.toPandas()
+    assert len(got) == 60 and got["error"].isna().all()
+    assert got["query"].tolist() == sorted(got["query"])
+
+
+def test_ignore_eos_writes_exactly_max_new_tokens(hf, pair_rows):
+    out = hf.sample(_prompts(hf, pair_rows[:2]), n=2, max_new_tokens=40, temperature=1.0, seed=1, ignore_eos=True)
+    assert all(len(s.token_logprobs) == 40 for row in out for s in row)
 
 
 def _free_port() -> int:

@@ -40,7 +40,7 @@ def test_planted_bad_batch_fails_the_gate_and_publishes_nothing(spark, store, wo
         ingest_logs(store, str(raw), "2026-11-20")
     msg = str(err.value)
     assert "quality gate 'search_log' failed; nothing was published" in msg
-    assert "batch: expect_column_values_to_be_in_set status" in msg and "unexpected_percent" in msg
+    assert "batch: expect_column_values_to_be_between valid_share" in msg and "unexpected_count" in msg
     assert err.value.result.docs_index is not None and err.value.result.docs_index.exists()
     assert {t: store.version(t) for t in before} == before
     assert store.read("search_log").where("ds = '2026-11-20'").count() == 0
@@ -55,8 +55,9 @@ def test_clicks_without_impressions_fail_the_engagement_check(spark, store, tmp_
                                       session_id="s1", user_id="u", query_id="q", query="drill", product_id="P1",
                                       position=1))
     day.joinpath("events.jsonl").write_text("\n".join([ev(1, "impression"), ev(2, "click"), ev(3, "click")]) + "\n")
-    with pytest.raises(QualityGateFailed, match="engagement: expect_column_pair_values_a_to_be_greater_than_b"):
-        ingest_logs(store, str(tmp_path / "raw"), "2026-11-19")
+    # row-level expectations see a sample of one row; the whole-day aggregates still catch the extra click
+    with pytest.raises(QualityGateFailed, match="day: expect_column_values_to_be_between clicks_over_impressions"):
+        ingest_logs(store, str(tmp_path / "raw"), "2026-11-19", gate_sample_rows=1)
     assert not store.exists("search_log")
 
 

@@ -69,16 +69,18 @@ def build_cli() -> click.Group:
 @click.option("--start", help="First day of a range.")
 @click.option("--end", help="Last day of a range (inclusive).")
 @click.option("--gate/--no-gate", default=True, show_default=True, help="Run the quality gate before publishing.")
+@click.option("--gate-sample-rows", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Row-level gate checks on at most this many silver rows; whole-day aggregates check the rest.")
 @with_options(WAREHOUSE_OPTS)
 def ingest_cmd(input_path: str, ds: str | None, start: str | None, end: str | None, gate: bool,
-               warehouse: str | None, backend: str | None) -> None:
+               gate_sample_rows: int, warehouse: str | None, backend: str | None) -> None:
     from taosr1.ingest.logs import ingest_logs
 
     if not (ds or start):
         fail("give --ds DAY or --start DAY [--end DAY]")
     spark, store = open_cli_store(warehouse, backend, "taosr1-ingest-logs")
     present_ingest(store, guarded(lambda: ingest_logs(store, input_path, ds or start, None if ds else end,
-                                                        gate=gate)))
+                                                        gate=gate, gate_sample_rows=gate_sample_rows)))
 
 
 def _simulate_model():

@@ -46,9 +46,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def sample(self, prompts: list[str], n: int = 5, temperature: float = 1.0, top_p: float = 1.0,
                max_new_tokens: int = 128, seed: int | None = None,
-               seeds: list[int] | None = None) -> list[list[Sample]]:
+               seeds: list[int] | None = None, ignore_eos: bool = False) -> list[list[Sample]]:
         """``n`` completions per prompt, reproducible for a fixed ``seed``; ``seeds`` (one per prompt) seeds each
-        prompt on its own where the engine can (:attr:`per_prompt_seeds`). One call takes a whole batch."""
+        prompt on its own where the engine can (:attr:`per_prompt_seeds`). One call takes a whole batch.
+        ``ignore_eos`` writes exactly ``max_new_tokens`` (benchmarks of a fixed CoT length)."""
 
     def close(self) -> None:
         """Free the model (engines that hold processes override this)."""

@@ -36,7 +36,9 @@ class HFConfig(_EngineBase):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="float32", description="auto: bfloat16 on CUDA or a CPU with bf16 instructions, else float32")
     device: str = "cpu"
-    prefix_cache: bool = True
+    prefix_cache: bool = Field(default=True, description="Compute the shared instruction's KV cache once.")
+    share_query_prefix: bool = Field(default=True, description="Also run a query's tokens once for all its pairs "
+                                     "(rows arrive grouped by query).")
 
 
 class VLLMConfig(_EngineBase):

@@ -68,11 +68,12 @@ class OpenAIEngine(Engine):
 
     def sample(self, prompts: list[str], n: int = 5, temperature: float = 1.0, top_p: float = 1.0,
                max_new_tokens: int = 128, seed: int | None = None,
-               seeds: list[int] | None = None) -> list[list[Sample]]:
+               seeds: list[int] | None = None, ignore_eos: bool = False) -> list[list[Sample]]:
         def one(chunk: list[str], chunk_seed: int | None) -> list[list[Sample]]:
             resp = self.client.completions.create(model=self.model, prompt=chunk, n=n, temperature=temperature,
                                                   top_p=top_p, max_tokens=max_new_tokens, logprobs=0,
-                                                  seed=chunk_seed)
+                                                  seed=chunk_seed,
+                                                  extra_body={"ignore_eos": True} if ignore_eos else None)
             rows: list[list[Sample]] = [[] for _ in chunk]
             for choice in sorted(resp.choices, key=lambda c: c.index):
                 lps = [float(x) for x in (choice.logprobs.token_logprobs if choice.logprobs else []) if x is not None]

@@ -43,7 +43,7 @@ class RulesEngine(Engine):
 
     def sample(self, prompts: list[str], n: int = 5, temperature: float = 1.0, top_p: float = 1.0,
                max_new_tokens: int = 128, seed: int | None = None,
-               seeds: list[int] | None = None) -> list[list[Sample]]:
+               seeds: list[int] | None = None, ignore_eos: bool = False) -> list[list[Sample]]:
         from taosr1.prompts.cot import format_completion
 
         base = self.config.seed if seed is None else seed

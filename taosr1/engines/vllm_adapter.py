@@ -77,12 +77,12 @@ class VLLMEngine(Engine):
 
     def sample(self, prompts: list[str], n: int = 5, temperature: float = 1.0, top_p: float = 1.0,
                max_new_tokens: int = 128, seed: int | None = None,
-               seeds: list[int] | None = None) -> list[list[Sample]]:
+               seeds: list[int] | None = None, ignore_eos: bool = False) -> list[list[Sample]]:
         from vllm import SamplingParams
 
         def params(s: int | None) -> SamplingParams:
             return SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, logprobs=0,
-                                  seed=None if self.cpu else s)
+                                  seed=None if self.cpu else s, ignore_eos=ignore_eos)
 
         # one generate over the whole batch; per-request seeds on GPU, the engine's seed on the CPU build (a
         # per-request seed kills its worker), where the batch order is kept stable instead
