@@ -222,11 +222,10 @@ def pipeline_train_cmd(warehouse: str | None = None, backend: str | None = None,
         t.add_column(col)
     for stage, secs, detail in res["stages"]:
         t.add_row(stage, f"{secs:.1f}", detail)
-    console.print(t)
-    from taosr1.cli.present import TABLE_WIDTH, metrics_rich_table
+    from taosr1.cli.present import metrics_rich_table, print_wide
 
-    console.print(metrics_rich_table(res["metrics"], f"dev table ({res['eval_id']})"),
-                  width=max(console.width, TABLE_WIDTH))
+    print_wide(t)
+    print_wide(metrics_rich_table(res["metrics"], f"dev table ({res['eval_id']})"))
     console.print(f"report: {res['report']}")
     console.print(f"champion: {res['promotion']}")
 

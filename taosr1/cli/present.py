@@ -56,6 +56,14 @@ def present_score(store, rep) -> None:
 
 
 TABLE_WIDTH = 150  # the metrics table is wide: never squeezed into a log's 80 columns
+
+
+def print_wide(renderable) -> None:
+    """Print at least :data:`TABLE_WIDTH` columns wide, also into a pipe or a log (rich caps ``print(width=)`` at
+    the console's own width, 80 when not a terminal, so a wide console is made for it)."""
+    from rich.console import Console
+
+    Console(width=max(console.width, TABLE_WIDTH)).print(renderable)
 SYSTEM_ORDER = ("base", "sft_think_first", "sft", "dpo", "grpo", "majority", "lexical", "embedding")
 
 
@@ -82,8 +90,7 @@ def metrics_rich_table(metrics, title: str) -> Table:
 def _present_evaluate(store, rep) -> None:
     from taosr1.evaluation.evaluate import metrics_table
 
-    console.print(metrics_rich_table(metrics_table(store, rep.run_id), f"evaluation {rep.run_id}"),
-                  width=max(console.width, TABLE_WIDTH))
+    print_wide(metrics_rich_table(metrics_table(store, rep.run_id), f"evaluation {rep.run_id}"))
     console.print(f"report: {rep.info['report']}")
 
 
