@@ -104,7 +104,7 @@ class HFEngine(Engine):
             m = min(common_prefix([list(key), ids[0][:lcp]]), lcp)
             if m >= MIN_BASE:
                 if m < len(key):
-                    cache.crop(m)
+                    cache.crop(m - len(key))  # negative: drop that many tokens from the end
                     self._prefix = (key[:m], cache)
                 return m, cache
         if lcp < MIN_BASE:
