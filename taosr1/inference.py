@@ -111,16 +111,16 @@ def engine_layout(spark) -> tuple[int, int] | None:
 
 def _prologue(df: DataFrame, config: EngineConfig, added: list[StructField], keys: Sequence[str]
               ) -> tuple[DataFrame, str, StructType]:
-    """Shared by both runners: needed columns; rows laid out one partition per executor (hashed and sorted by
-    ``keys``, so a query's pairs sit together and the order is stable); engine threads = the executor's cores; the
-    output schema."""
+    """Shared by both runners: needed columns; rows laid out one partition per executor (hashed by ``keys[0]``, the
+    query, and sorted by ``keys``, so a query's pairs sit together and the order is stable); engine threads = the
+    executor's cores; the output schema."""
     missing = [c for c in ("query", "title") if c not in df.columns]
     if missing:
         raise ValueError(f"the engine needs column(s) {missing}")
     layout = engine_layout(df.sparkSession)
     if layout is not None:
         parts, threads = layout
-        df = df.repartition(parts, *keys).sortWithinPartitions(*keys)
+        df = df.repartition(parts, keys[0]).sortWithinPartitions(*keys)  # a query's pairs in one partition
         if config.torch_threads is None:
             config = config.model_copy(update={"torch_threads": threads})
     elif config.torch_threads is None:

@@ -64,6 +64,8 @@ def print_wide(renderable) -> None:
     from rich.console import Console
 
     Console(width=max(console.width, TABLE_WIDTH)).print(renderable)
+
+
 SYSTEM_ORDER = ("base", "sft_think_first", "sft", "dpo", "grpo", "majority", "lexical", "embedding")
 
 

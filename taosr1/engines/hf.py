@@ -49,10 +49,9 @@ class HFEngine(Engine):
 
         self.dtype = resolve_dtype(config.dtype, config.device)
         self.model = load_causal_lm(config.model_path, self.dtype, config.device)
-        if not config.device.startswith("cuda"):
-            from taosr1.engines.attention import use_gqa_attention
+        from taosr1.engines.attention import use_gqa_attention
 
-            self.gqa_attention = use_gqa_attention(self.model)
+        self.gqa_attention = not config.device.startswith("cuda") and use_gqa_attention(self.model)
         self.label_ids = label_token_ids(self.tokenizer)
         self._prefix: tuple[tuple[int, ...], object] | None = None  # (prefix ids, cache for batch 1)
         #: tokens the model ran (with padding) and needed, and rows scored: what benchmarks turn into FLOPs
