@@ -40,6 +40,7 @@ STAGES: dict[str, StageSpec] = {s.job: s for s in (
     StageSpec("sample_pass_at_n", ("corpus", "pass-at-n"), "taosr1.corpora.pass_at_n:PassAtN"),
     StageSpec("build_dpo_pairs", ("corpus", "dpo"), "taosr1.corpora.dpo:DpoPairs"),
     StageSpec("label_difficulty", ("corpus", "difficulty"), "taosr1.corpora.difficulty:Difficulty"),
+    StageSpec("train_readout", ("train", "readout"), "taosr1.training.readout_stage:TrainReadout"),
     StageSpec("train_sft", ("train", "sft"), "taosr1.training.trainers:TrainSft"),
     StageSpec("train_dpo", ("train", "dpo"), "taosr1.training.trainers:TrainDpo"),
     StageSpec("train_grpo", ("train", "grpo"), "taosr1.training.trainers:TrainGrpo"),
@@ -72,9 +73,12 @@ ANNOTATION_ROUND: tuple[Step, ...] = (
 TRAINING_LOOP: tuple[Step, ...] = (
     Step("corpus", "build_sft_corpus", {"source": "{source}", "corpus_id": "{corpus}",
                                         "from_candidates": "{from_candidates}", "prompt": "{prompt}"}),
-    Step("sft", "train_sft", {"data": "{corpus}", "base": "{base}", "out": "{models}/sft-{corpus}"},
+    Step("readout", "train_readout", {"data": "{corpus}", "base": "{base}", "out": "{models}/lpft-{corpus}",
+                                      "readout_out": "{models}/readout-{corpus}"}, produces="readout_model"),
+    Step("sft", "train_sft", {"data": "{corpus}", "base": "{readout_model}", "out": "{models}/sft-{corpus}"},
          produces="sft_model"),
-    Step("sft_think_first", "train_sft", {"data": "{corpus}", "base": "{base}", "out": "{models}/sft-tf-{corpus}",
+    Step("sft_think_first", "train_sft", {"data": "{corpus}", "base": "{readout_model}",
+                                          "out": "{models}/sft-tf-{corpus}",
                                           "order": "think_first"}, produces="sft_tf_model"),
     Step("passn_sft", "sample_pass_at_n", {"corpus_id": "{corpus}", "run_id": "{run}-sft", "model": "{sft_model}"}),
     Step("dpo_pairs", "build_dpo_pairs", {"run_id": "{run}-sft", "prompt": "{prompt}"}),
@@ -86,7 +90,9 @@ TRAINING_LOOP: tuple[Step, ...] = (
          produces="grpo_model"),
     Step("evaluate", "evaluate", {"corpus_id": "{eval_corpus}", "source": "{eval_source}",
                                   "train_source": "{eval_train_source}", "models": {
-                                      "base": "{base}", "sft_think_first": "{sft_tf_model}", "sft": "{sft_model}",
+                                      "base": "{base}", "readout": "{models}/readout-{corpus}",
+                                      "lpft": "{readout_model}", "sft_think_first": "{sft_tf_model}",
+                                      "sft": "{sft_model}",
                                       "dpo": "{dpo_model}", "grpo": "{grpo_model}"}}),
     Step("promote", "promote_model", {"challenger": "{grpo_model}"}),
 )
@@ -96,6 +102,7 @@ TRAINING_LOOP: tuple[Step, ...] = (
 # instructions (each step's cost is mostly the backward pass, which then stops at the trained layers).
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "builtin": {
+        "readout": dict(train_layers=1, epochs=2, learning_rate=1e-3, curve_pairs=100, curve_every=256),
         "sft": dict(learning_rate=3e-3, batch_size=8),
         "dpo": dict(learning_rate=5e-4, batch_size=8),
         "grpo": dict(learning_rate=2e-4, batch_size=8),
@@ -103,6 +110,10 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         "evaluate": {},
     },
     "small": {
+        # the read-out on frozen features, then the top 4 layers on cached activations (an epoch of 6,000 Home
+        # Depot pairs is ~10 min on 2 cores; the cache pass is the rest)
+        "readout": dict(train_layers=4, epochs=2, learning_rate=1e-4, curve_pairs=400, curve_every=1024,
+                        max_pairs=6000),
         "sft": dict(learning_rate=1e-4, batch_size=8, train_layers=10, dtype="auto"),
         "dpo": dict(learning_rate=2e-5, batch_size=8, train_layers=10, dtype="auto"),
         "grpo": dict(learning_rate=5e-6, batch_size=8, train_layers=10, dtype="auto"),
@@ -116,7 +127,8 @@ def loop_settings(*, n: Any, temperature: Any, max_new_tokens: Any, grpo_complet
                   dpo_steps: Any, grpo_steps: Any, seed: Any, embeddings: Any = True, recipe: str = "builtin",
                   passn_pairs: Any = None, eval_pairs: Any = None, gpu: bool = False,
                   sft_completion: str = "cot", min_gain_macro_f1: Any = 0.005,
-                  min_gain_ndcg_10: Any = 0.0) -> dict[str, dict[str, Any]]:
+                  min_gain_ndcg_10: Any = 0.0, readout_pairs: Any = None,
+                  readout_epochs: Any = None) -> dict[str, dict[str, Any]]:
     """Each step's own settings beside its wiring (values may be Airflow templates). Training steps with no rows
     keep their starting model so a scheduled loop runs to the evaluation. ``gpu``: pass@N with vLLM on CUDA,
     training on the GPU, GRPO generating with TRL's colocated vLLM. The evaluation scores the champion beside the
@@ -129,6 +141,8 @@ def loop_settings(*, n: Any, temperature: Any, max_new_tokens: Any, grpo_complet
     sft = dict(max_steps=sft_steps, if_empty="keep_base", completion=sft_completion, **r["sft"], **train)
     return {
         "corpus": dict(seed=seed),
+        "readout": {**r["readout"], "seed": seed, **({"max_pairs": readout_pairs} if readout_pairs else {}),
+                    **({"epochs": readout_epochs} if readout_epochs else {})},
         "sft": sft, "sft_think_first": {**sft, "completion": "cot"},
         "passn_sft": passn, "passn_dpo": passn,
         "dpo": dict(max_steps=dpo_steps, if_empty="keep_base", **r["dpo"], **train),

@@ -93,6 +93,13 @@ class Tracker:
         if clean:
             self._safe("metrics", self.mlflow.log_metrics, clean)
 
+    def metrics_at(self, values: dict[str, Any], step: int, prefix: str = "") -> None:
+        """One point of a metric series (a learning curve: ``step`` = examples seen)."""
+        clean = {f"{prefix}{k}".replace(":", "_"): float(v) for k, v in values.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
+        if clean:
+            self._safe("metrics", self.mlflow.log_metrics, clean, step=int(step))
+
     def text(self, text: str, name: str) -> None:
         self._safe("text", self.mlflow.log_text, text, name)
 

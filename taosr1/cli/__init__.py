@@ -225,6 +225,14 @@ def pipeline_train_cmd(warehouse: str | None = None, backend: str | None = None,
     from taosr1.cli.present import metrics_rich_table, print_wide
 
     print_wide(t)
+    if res.get("curve"):
+        c = Table(title="learning curve of the read-out fine-tune (dev split of the corpus)")
+        for col in ("examples seen", "dev macro-F1", "dev accuracy", "dev Spearman", "train loss"):
+            c.add_column(col, justify="right")
+        for pt in res["curve"]:
+            c.add_row(str(pt["examples"]), f"{pt['macro_f1']:.3f}", f"{pt['accuracy']:.3f}", f"{pt['spearman']:.3f}",
+                      "" if pt.get("loss") is None else f"{pt['loss']:.3f}")
+        print_wide(c)
     print_wide(metrics_rich_table(res["metrics"], f"dev table ({res['eval_id']})"))
     console.print(f"report: {res['report']}")
     console.print(f"champion: {res['promotion']}")

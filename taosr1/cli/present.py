@@ -66,26 +66,36 @@ def print_wide(renderable) -> None:
     Console(width=max(console.width, TABLE_WIDTH)).print(renderable)
 
 
-SYSTEM_ORDER = ("base", "sft_think_first", "sft", "dpo", "grpo", "majority", "lexical", "embedding")
+SYSTEM_ORDER = ("base", "readout", "lpft", "sft_think_first", "sft", "dpo", "grpo", "champion", "chance",
+                "majority", "lexical", "embedding", "cross_encoder")
 
 
 def metrics_rich_table(metrics, title: str) -> Table:
-    """One row per system (models in the loop's order, then baselines): accuracy, macro-F1, per-class F1,
-    NDCG@10, CumPT macro-F1 and tier agreement."""
+    """One row per system (models in the loop's order, then baselines): macro-F1 with its 95% interval, the
+    fitted-cut and CumPT read-outs beside arg-max, Spearman, QWK, the paired difference against the best baseline,
+    per-class F1, NDCG@10 and tier agreement."""
     import math
 
     rank = {s: i for i, s in enumerate(SYSTEM_ORDER)}
     rows = sorted(metrics.to_dict("records"), key=lambda r: (r["kind"] != "model", rank.get(r["system"], 99)))
+    ref = next((r.get("reference") for r in rows if r.get("reference")), None)
     t = Table(title=title)
-    for col in ("system", "kind", "n", "accuracy", "macro-F1", "F1 4", "F1 3", "F1 2", "F1 1", "NDCG@10",
-                "CumPT macro-F1", "tier agr.", "β_cum"):
+    for col in ("system", "kind", "n", "accuracy", "macro-F1 [95%]", "cuts macro-F1", "CumPT macro-F1",
+                "Spearman", "QWK", f"Δ macro-F1 vs {ref or 'best baseline'} [95%]", "F1 4", "F1 3", "F1 2", "F1 1",
+                "NDCG@10", "tier agr."):
         t.add_column(col, justify="left" if col in ("system", "kind") else "right")
-    fmt = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"  # noqa: E731
+    ok = lambda v: v is not None and not (isinstance(v, float) and math.isnan(v))  # noqa: E731
+    fmt = lambda v: f"{v:.3f}" if ok(v) else ""  # noqa: E731
     for r in rows:
         pc = r["per_class"] or {}
-        t.add_row(r["system"], r["kind"], str(r["n"]), fmt(r["accuracy"]), f"[bold]{fmt(r['macro_f1'])}[/]",
+        f1 = f"[bold]{fmt(r['macro_f1'])}[/]" + (f" [{fmt(r.get('macro_f1_low'))}, {fmt(r.get('macro_f1_high'))}]"
+                                                 if ok(r.get("macro_f1_low")) else "")
+        diff = (f"{r['diff_macro_f1']:+.3f} [{r['diff_macro_f1_low']:+.3f}, {r['diff_macro_f1_high']:+.3f}]"
+                if ok(r.get("diff_macro_f1")) else "")
+        t.add_row(r["system"], r["kind"], str(r["n"]), fmt(r["accuracy"]), f1, fmt(r.get("cuts_macro_f1")),
+                  fmt(r.get("cumpt_macro_f1")), fmt(r.get("spearman")), fmt(r.get("qwk")), diff,
                   *(fmt(pc.get(f"f1_{lv}")) for lv in (4, 3, 2, 1)), fmt(r.get("ndcg_10")),
-                  fmt(r.get("cumpt_macro_f1")), fmt(r.get("tier_agreement")), fmt(r.get("beta_cum")))
+                  fmt(r.get("tier_agreement")))
     return t
 
 

@@ -22,6 +22,7 @@ from taosr1 import contracts
 from taosr1.engines import engine_config
 from taosr1.errors import InputError
 from taosr1.evaluation.baselines import run_baselines
+from taosr1.evaluation.intervals import System, bootstrap, chance_macro_f1, quadratic_kappa, spearman
 from taosr1.evaluation.metrics import classification_metrics, ndcg_at_10, tier_agreement
 from taosr1.evaluation.report import write_report
 from taosr1.inference import PROB_COLS, engine_failures, with_label_probs, with_samples
@@ -49,14 +50,19 @@ class EvaluateParams(Params):
     max_pairs: int | None = Field(default=None, ge=1, description="Evaluate a stated subsample: whole queries, "
                                   "chosen by a hash of query_id, up to about this many pairs.")
     report: str | None = Field(default=None, description="HTML path (default <warehouse>/reports/<eval id>.html).")
-    embeddings: bool = Field(default=True, description="Include the MiniLM embedding baseline.")
+    embeddings: bool = Field(default=True, description="Include the MiniLM baselines: the embedding cosine and "
+                             "(unless --no-cross-encoder) the fine-tuned cross-encoder.")
     batch_size: int = Field(default=32, ge=1)
     dtype: Literal["auto", "float32", "bfloat16"] = Field(default="float32", description="Compute dtype of the "
                                                           "models (auto: bf16 where the CPU has bf16 instructions).")
     device: str = Field(default="cpu", description="cpu | cuda[:N]")
-    calibrate_pairs: int | None = Field(default=None, ge=1, description="Fit each model's beta_cum for macro-F1 on "
-                                        "about this many training pairs (whole queries) before its CumPT tiers are "
-                                        "read; default: the model's stored calibration, else beta_cum 0.5.")
+    calibrate_pairs: int | None = Field(default=600, ge=1, description="Fit each model's beta_cum and its cut "
+                                        "points on the expected level (the baselines' read-out) on about this many "
+                                        "training pairs (whole queries); 0/none: the stored calibration, no cuts.")
+    bootstrap_draws: int = Field(default=1000, ge=0, description="Query-level bootstrap resamples for the 95% "
+                                 "intervals (0 = no intervals).")
+    cross_encoder: bool = Field(default=True, description="Include the MiniLM cross-encoder baseline (fine-tuned "
+                                "on the train pairs once per train source and data version, then cached).")
     seed: int = 13
     champion: bool = Field(default=False, description="Also score the warehouse's champion (system 'champion') "
                            "unless it is one of --models, so a promotion compares both on the same pairs.")
@@ -77,7 +83,8 @@ def source_pairs_with_products(store: TableStore, source: str) -> DataFrame:
     """Every judged pair of one loaded source, one row per pair (several votes: their most common label)."""
     labels = store.read("query_product_labels").where(F.col("source") == source)
     pairs = labels.groupBy("query_id", "product_id").agg(F.first("query").alias("query"),
-                                                         F.mode("label").alias("label"))
+                                                         F.mode("label").alias("label"),
+                                                         F.first("raw_label").alias("raw_label"))
     return with_products(store, pairs, how="inner").drop("_known")
 
 
@@ -139,7 +146,9 @@ class Evaluate(Stage[EvaluateParams]):
         test_df = subsample(test_df, p.max_pairs, p.seed).persist()
         calib_df = subsample(train_df, p.calibrate_pairs, p.seed + 1).persist() if p.calibrate_pairs else None
         try:
-            test = test_df.select("query_id", "product_id", "query", "title", "description", "label").toPandas() \
+            extra = ["raw_label"] if "raw_label" in test_df.columns else []
+            test = test_df.select("query_id", "product_id", "query", "title", "description", "label", *extra) \
+                .toPandas() \
                 .sort_values(["query_id", "product_id"]).reset_index(drop=True)
             if test.empty:
                 raise InputError(f"{where} has no pairs")
@@ -153,16 +162,32 @@ class Evaluate(Stage[EvaluateParams]):
                 if champ and champ.version not in {r["model_version"] for r in rows}:
                     yield "champion", champ.path
 
+            arrays: dict[str, System] = {}
+            cut_arrays: dict[str, System] = {}
             for system, path in systems():
-                m, tier_levels = self._score_model(test_df, test, system, path, p, calib_df)
+                m, tier_levels, sysarr, cut_pred = self._score_model(test_df, test, system, path, p, calib_df)
                 rows.append(m)
                 tiers[system] = _mix(tier_levels)
+                arrays[system] = sysarr
+                if cut_pred is not None:
+                    cut_arrays[system] = System(cut_pred, sysarr.score)
             train = train_df.select("query", "title", "description", "label").toPandas()
-            for name, (pred, score) in run_baselines(_texts(train), _texts(test), p.embeddings).items():
+            trained = {}
+            if p.embeddings and p.cross_encoder:
+                from taosr1.evaluation.cross_encoder import cross_encoder_baseline
+
+                trained["cross_encoder"] = cross_encoder_baseline(store.root, _texts(train), _texts(test),
+                                                                  train_where, seed=p.seed)
+            for name, (pred, score) in {**run_baselines(_texts(train), _texts(test), p.embeddings),
+                                        **{k: v[:2] for k, v in trained.items()}}.items():
                 m = classification_metrics(gold, pred)
                 m.update(system=name, kind="baseline", model_version=None, tier_agreement=None, beta_cum=None,
-                         ndcg_10=ndcg_at_10(test["query_id"].to_numpy(), gold, score), reading="similarity")
+                         ndcg_10=ndcg_at_10(test["query_id"].to_numpy(), gold, score), reading="similarity"
+                         if name not in trained else trained[name][2])
                 rows.append(m)
+                arrays[name] = System(np.asarray(pred), np.asarray(score, dtype=float))
+            rows.append(chance_row(gold))
+            add_intervals(rows, arrays, cut_arrays, test, p.bootstrap_draws, p.seed)
         finally:
             test_df.unpersist()
             if calib_df is not None:
@@ -174,7 +199,8 @@ class Evaluate(Stage[EvaluateParams]):
                  macro_f1=r["macro_f1"], per_class=r["per_class"], confusion=json.dumps(r["confusion"]),
                  ndcg_10=r["ndcg_10"], tier_agreement=r["tier_agreement"], beta_cum=r["beta_cum"],
                  cumpt_macro_f1=r.get("cumpt_macro_f1"), created_at=now,
-                 source=p.source, train_source=None if p.corpus_id else _train_source(p), reading=r["reading"])
+                 source=p.source, train_source=None if p.corpus_id else _train_source(p), reading=r["reading"],
+                 **{k: r.get(k) for k in INTERVAL_COLUMNS})
             for r in rows], schema=contracts.load("eval_metrics").schema)
         c = ctx.report.counts
         c.rows_in = len(rows)
@@ -186,7 +212,11 @@ class Evaluate(Stage[EvaluateParams]):
                  "gold label mix: " + ", ".join(f"{lv}: {int((gold == lv).sum())}" for lv in LEVELS),
                  "models: arg-max of the four label probabilities (one forward pass; think-first models: greedy "
                  "CoT, label read from the last line); tiers by CumPT; NDCG@10 ranks by expected level",
-                 f"baselines: cut points fitted for macro-F1 on {train_where}"]
+                 f"baselines: cut points fitted for macro-F1 on {train_where}; models' 'cuts' read-out: the same "
+                 f"fit on their expected level over {p.calibrate_pairs or 0} training pairs",
+                 f"intervals: 95%, query-level bootstrap ({p.bootstrap_draws} draws, seed {p.seed}); diff: each "
+                 "system minus the best baseline on the same resamples; chance: a uniform guess, "
+                 "F1 = 2p/4/(p+1/4) per class"]
         if p.champion:
             notes.append(self._champion_note(champ, rows))
         ctx.report.info["report"] = write_report(p.report or f"{store.root}/reports/{eval_id}.html",
@@ -214,7 +244,7 @@ class Evaluate(Stage[EvaluateParams]):
         return said
 
     def _score_model(self, test_df: DataFrame, test: pd.DataFrame, system: str, path: str, p: EvaluateParams,
-                     calib_df: DataFrame | None = None) -> tuple[dict, np.ndarray]:
+                     calib_df: DataFrame | None = None) -> tuple[dict, np.ndarray, "System", np.ndarray | None]:
         """One model's metrics on the set, read the way it is deployed (label first) or, for a think-first model,
         by greedy generation and its last line."""
         model = ModelRef.resolve(path)
@@ -244,13 +274,18 @@ class Evaluate(Stage[EvaluateParams]):
             pred = np.array(LEVELS)[probs.argmax(axis=1)]
             reading = "label_probs"
         thresholds = model.thresholds
-        if reading == "label_probs" and calib_df is not None:  # beta_cum fitted on training pairs, never these
+        expected = probs @ np.array(LEVELS, dtype=float)
+        cut_pred = None
+        if reading == "label_probs" and calib_df is not None:  # beta_cum and cuts fitted on training pairs only
+            from taosr1.evaluation.baselines import apply_cuts, fit_cuts
             from taosr1.scoring.calibrate import calibrate
 
             with engine_failures():
                 cal = with_label_probs(calib_df, config).select("label", *PROB_COLS, "error").toPandas()
             cal = cal[cal["error"].isna()]
-            thresholds = calibrate(cal[list(PROB_COLS)].to_numpy(), cal["label"].to_numpy(dtype=int)).thresholds
+            cal_probs, cal_gold = cal[list(PROB_COLS)].to_numpy(), cal["label"].to_numpy(dtype=int)
+            thresholds = calibrate(cal_probs, cal_gold).thresholds
+            cut_pred = apply_cuts(expected, fit_cuts(cal_probs @ np.array(LEVELS, dtype=float), cal_gold))
         tier_levels = levels(probs, thresholds) if reading == "label_probs" else pred
         m = classification_metrics(gold, pred)
         m.update(system=system, kind="model", model_version=model.version, reading=reading,
@@ -258,12 +293,75 @@ class Evaluate(Stage[EvaluateParams]):
                  beta_cum=thresholds.beta_cum if reading == "label_probs" else None,
                  cumpt_macro_f1=classification_metrics(gold, tier_levels)["macro_f1"]
                  if reading == "label_probs" else None,
-                 ndcg_10=ndcg_at_10(test["query_id"].to_numpy(), gold, probs @ np.array(LEVELS, dtype=float)))
+                 ndcg_10=ndcg_at_10(test["query_id"].to_numpy(), gold, expected))
+        if cut_pred is not None:
+            m["cuts_macro_f1"] = classification_metrics(gold, cut_pred)["macro_f1"]
         if reading == "generate":
             m["format_errors"] = int((pred == 0).sum())
         log_event(log, "evaluate.model", system=system, macro_f1=round(m["macro_f1"], 4),
-                  accuracy=round(m["accuracy"], 4), ndcg_10=round(m["ndcg_10"], 4), reading=reading)
-        return m, tier_levels
+                  accuracy=round(m["accuracy"], 4), ndcg_10=round(m["ndcg_10"], 4), reading=reading,
+                  cuts_macro_f1=None if cut_pred is None else round(m["cuts_macro_f1"], 4))
+        return m, tier_levels, System(pred, expected), cut_pred
+
+
+INTERVAL_COLUMNS = ("macro_f1_low", "macro_f1_high", "spearman", "qwk", "cuts_macro_f1", "reference",
+                    "diff_macro_f1", "diff_macro_f1_low", "diff_macro_f1_high", "intervals")
+UNRANKED = ("majority", "chance")
+
+
+def chance_row(gold: np.ndarray) -> dict:
+    """The uniform guess on this split's class mix (its expected macro-F1; accuracy ¼)."""
+    n = len(gold)
+    counts = [(gold == lv).mean() if n else 0.0 for lv in LEVELS]
+    per = {}
+    for lv, share in zip(LEVELS, counts):
+        f = 2 * share * 0.25 / (share + 0.25) if share > 0 else 0.0
+        per.update({f"precision_{lv}": float(share), f"recall_{lv}": 0.25, f"f1_{lv}": float(f)})
+    return dict(system="chance", kind="baseline", model_version=None, reading="uniform guess", n=n,
+                accuracy=0.25, macro_f1=chance_macro_f1(gold), per_class=per,
+                confusion=[[int(round(c * n / 4))] * 4 for c in counts], ndcg_10=None, tier_agreement=None,
+                beta_cum=None, spearman=0.0, qwk=0.0)
+
+
+def add_intervals(rows: list[dict], arrays: dict[str, System], cut_arrays: dict[str, System], test: pd.DataFrame,
+                  draws: int, seed: int) -> None:
+    """Spearman, QWK and (``draws`` > 0) the bootstrap intervals of every system, in place on its row; paired
+    differences against the best ranked baseline (not majority or chance)."""
+    gold = test["label"].to_numpy(dtype=int)
+    rating = gold_rating(test)
+    baselines = [r for r in rows if r["kind"] == "baseline" and r["system"] in arrays and r["system"] not in UNRANKED]
+    reference = max(baselines, key=lambda r: r["macro_f1"])["system"] if baselines else None
+    systems = {**arrays, **{f"{k}@cuts": v for k, v in cut_arrays.items()}}
+    if draws:
+        iv = bootstrap(test["query_id"].to_numpy(), gold, rating, systems, reference, draws, seed)
+    else:
+        iv = {k: {} for k in systems}
+    for r in rows:
+        name = r["system"]
+        if name not in arrays:
+            continue
+        s = arrays[name]
+        r["spearman"], r["qwk"] = spearman(rating, s.score), quadratic_kappa(gold, s.pred)
+        got = iv.get(name, {})
+        out = {m: [v.value, v.low, v.high] for m, v in got.items()}
+        for m, v in iv.get(f"{name}@cuts", {}).items():
+            if not m.startswith("diff_"):
+                out[f"cuts_{m}"] = [v.value, v.low, v.high]
+        if "macro_f1" in got:
+            r["macro_f1_low"], r["macro_f1_high"] = got["macro_f1"].low, got["macro_f1"].high
+        if "diff_macro_f1" in got:
+            d = got["diff_macro_f1"]
+            r.update(reference=reference, diff_macro_f1=d.value, diff_macro_f1_low=d.low, diff_macro_f1_high=d.high)
+        r["intervals"] = json.dumps({**out, "draws": draws, "reference": reference})
+
+
+def gold_rating(test: pd.DataFrame) -> np.ndarray:
+    """The finest gold the split has: the raters' mean where ``raw_label`` is numeric (Home Depot), else the level."""
+    gold = test["label"].to_numpy(dtype=float)
+    if "raw_label" not in test:
+        return gold
+    raw = pd.to_numeric(test["raw_label"], errors="coerce").to_numpy(dtype=float)
+    return np.where(np.isfinite(raw), raw, gold) if np.isfinite(raw).all() else gold
 
 
 def _texts(frame: pd.DataFrame) -> dict:
@@ -278,6 +376,7 @@ def _texts(frame: pd.DataFrame) -> dict:
 def metrics_table(store: TableStore, eval_id: str) -> pd.DataFrame:
     """The ``eval_metrics`` rows of one evaluation, for printing."""
     return (store.read("eval_metrics").where(F.col("eval_id") == eval_id)
-            .select("system", "kind", "n", "accuracy", "macro_f1", "per_class", "ndcg_10", "cumpt_macro_f1",
-                    "tier_agreement", "beta_cum")
+            .select("system", "kind", "n", "accuracy", "macro_f1", "macro_f1_low", "macro_f1_high", "cuts_macro_f1",
+                    "cumpt_macro_f1", "spearman", "qwk", "ndcg_10", "diff_macro_f1", "diff_macro_f1_low",
+                    "diff_macro_f1_high", "reference", "per_class", "tier_agreement", "beta_cum")
             .toPandas())

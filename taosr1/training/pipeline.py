@@ -48,6 +48,10 @@ class PipelineParams(Params):
     temperature: float = Field(default=1.0, gt=0)
     max_new_tokens: int = Field(default=160, ge=1, description="pass@N: tokens per sample.")
     grpo_completion_tokens: int = Field(default=80, ge=1, description="GRPO: tokens per rollout.")
+    readout_pairs: int | None = Field(default=None, ge=2, description="Read-out + fine-tune on about this many "
+                                      "train pairs (whole queries; default: the recipe's).")
+    readout_epochs: float | None = Field(default=None, gt=0, description="Fine-tune epochs after the read-out "
+                                         "(default: the recipe's).")
     sft_steps: int = Field(default=300, ge=1)
     dpo_steps: int = Field(default=60, ge=1)
     grpo_steps: int = Field(default=20, ge=1)
@@ -87,7 +91,8 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
                              dpo_steps=cfg.dpo_steps, grpo_steps=cfg.grpo_steps, seed=cfg.seed,
                              embeddings=cfg.embeddings, recipe=recipe, passn_pairs=cfg.passn_pairs,
                              eval_pairs=cfg.eval_pairs, gpu=cfg.gpu, sft_completion=cfg.sft_completion,
-                             min_gain_macro_f1=cfg.min_gain_macro_f1, min_gain_ndcg_10=cfg.min_gain_ndcg_10)
+                             min_gain_macro_f1=cfg.min_gain_macro_f1, min_gain_ndcg_10=cfg.min_gain_ndcg_10,
+                             readout_pairs=cfg.readout_pairs, readout_epochs=cfg.readout_epochs)
     reports = {}
     for step in TRAINING_LOOP:
         if step.id == "sft_think_first" and not cfg.think_first:
@@ -108,6 +113,7 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
     total = time.time() - started
     log_event(log, "pipeline.done", seconds=round(total, 1), corpus_id=corpus, eval_id=eval_id)
     return {"stages": stages, "seconds": total, "metrics": metrics_table(store, eval_id),
+            "curve": reports["readout"].info.get("curve", []),
             "report": reports["evaluate"].info["report"], "corpus_id": corpus,
             "run_id": variables["run"], "eval_id": eval_id, "reports": reports,
             "promotion": reports["promote"].info["reason"]}
