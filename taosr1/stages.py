@@ -128,7 +128,7 @@ def loop_settings(*, n: Any, temperature: Any, max_new_tokens: Any, grpo_complet
                   passn_pairs: Any = None, eval_pairs: Any = None, gpu: bool = False,
                   sft_completion: str = "cot", min_gain_macro_f1: Any = 0.005,
                   min_gain_ndcg_10: Any = 0.0, readout_pairs: Any = None,
-                  readout_epochs: Any = None) -> dict[str, dict[str, Any]]:
+                  readout_epochs: Any = None, sft_label_weight: Any = 1.0) -> dict[str, dict[str, Any]]:
     """Each step's own settings beside its wiring (values may be Airflow templates). Training steps with no rows
     keep their starting model so a scheduled loop runs to the evaluation. ``gpu``: pass@N with vLLM on CUDA,
     training on the GPU, GRPO generating with TRL's colocated vLLM. The evaluation scores the champion beside the
@@ -138,12 +138,13 @@ def loop_settings(*, n: Any, temperature: Any, max_new_tokens: Any, grpo_complet
     passn = dict(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, chunks=4,
                  balanced_only=True, max_pairs=passn_pairs, **r["passn"], **on)
     train = dict(cpu=False) if gpu else {}
-    sft = dict(max_steps=sft_steps, if_empty="keep_base", completion=sft_completion, **r["sft"], **train)
+    sft = dict(max_steps=sft_steps, if_empty="keep_base", completion=sft_completion, label_weight=sft_label_weight,
+               **r["sft"], **train)
     return {
         "corpus": dict(seed=seed),
         "readout": {**r["readout"], "seed": seed, **({"max_pairs": readout_pairs} if readout_pairs else {}),
                     **({"epochs": readout_epochs} if readout_epochs else {})},
-        "sft": sft, "sft_think_first": {**sft, "completion": "cot"},
+        "sft": sft, "sft_think_first": {**sft, "completion": "cot", "label_weight": 1.0},
         "passn_sft": passn, "passn_dpo": passn,
         "dpo": dict(max_steps=dpo_steps, if_empty="keep_base", **r["dpo"], **train),
         "grpo": dict(max_steps=grpo_steps, num_generations=4, max_completion_length=grpo_completion_tokens,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -70,8 +72,18 @@ def test_evaluate_across_sources(spark, tmp_path, builtin_model):
     rep = job(store, "evaluate", source="team-set", train_source="world", models={"builtin": builtin_model},
               max_pairs=60, embeddings=False)
     rows = {r.system: r for r in store.read("eval_metrics").where(F.col("eval_id") == rep.run_id).collect()}
-    assert set(rows) == {"builtin", "majority", "lexical"}
+    assert set(rows) == {"builtin", "majority", "lexical", "chance"}
     r = rows["builtin"]
+    # intervals (query-level bootstrap), the fitted-cut read-out, ordering and agreement, the paired difference
+    assert r.macro_f1_low <= r.macro_f1 <= r.macro_f1_high and r.macro_f1_low < r.macro_f1_high
+    assert r.cuts_macro_f1 is not None and -1 <= r.spearman <= 1 and -1 <= r.qwk <= 1
+    assert r.reference == "lexical" and r.diff_macro_f1 == pytest.approx(r.macro_f1 - rows["lexical"].macro_f1)
+    assert r.diff_macro_f1_low <= r.diff_macro_f1 <= r.diff_macro_f1_high
+    assert json.loads(r.intervals)["draws"] == 1000 and "cuts_macro_f1" in json.loads(r.intervals)
+    shares = [rows["chance"].per_class[f"precision_{lv}"] for lv in (4, 3, 2, 1)]
+    assert sum(shares) == pytest.approx(1.0) and rows["chance"].accuracy == 0.25
+    assert rows["chance"].macro_f1 == pytest.approx(np.mean([2 * p / 4 / (p + 1 / 4) for p in shares]))
+    assert 'id="intervals"' in rep.info["report"].read_text()
     assert r.source == "team-set" and r.train_source == "world" and r.corpus_id is None and r.reading == "label_probs"
     assert 0 <= r.ndcg_10 <= 1 and 0 < r.n <= 80 and rows["lexical"].n == r.n
     assert "fitted for macro-F1 on source &#x27;world&#x27;" in rep.info["report"].read_text()
@@ -164,3 +176,44 @@ def test_lora_sft_saves_a_merged_safetensors_model(spark, tmp_path, builtin_mode
     assert card["config"]["lora_r"] == 4 and not (out / "adapter_config.json").exists()
     probs = create_engine(engine_config(model_path=str(out))).label_probs(["<|im_start|>user\nx<|im_end|>\n"])
     assert abs(probs.sum() - 1) < 1e-6
+
+
+def test_label_weight_scales_the_label_tokens_share_of_the_sft_loss():
+    """Weight 1 is TRL's plain completion loss (mean over completion tokens); weight w counts the first completion
+    token (the label, post-CoT) w times."""
+    import torch
+
+    from taosr1.training.trainers import label_weighted_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 11)
+    labels = torch.tensor([[-100, -100, 3, 5, 7, 1], [-100, 4, 2, 2, -100, -100]])
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100,
+                                           reduction="none")
+    valid = labels[:, 1:] != -100
+    assert label_weighted_loss(logits, labels, 1.0) == pytest.approx(float(ce[valid].mean()), rel=1e-6)
+    first = [(0, 1), (1, 0)]  # the label position of each row (shifted by one)
+    w = valid.float()
+    for i, j in first:
+        w[i, j] = 5.0
+    want = float((ce * w).sum() / w.sum())
+    assert label_weighted_loss(logits, labels, 5.0) == pytest.approx(want, rel=1e-6)
+    only_label = float(sum(ce[i, j] for i, j in first) / 2)
+    assert label_weighted_loss(logits, labels, 1e6) == pytest.approx(only_label, rel=1e-3)
+
+
+def test_gpu_flags_reach_trls_configs_before_the_trainer_is_built():
+    """``--use-vllm`` goes into GRPOConfig (TRL reads it in GRPOTrainer.__init__), with the colocated mode; the
+    label weight reaches the SFT settings of the post-CoT order only."""
+    from taosr1.training.trainers import TrainParams, grpo_args
+
+    from dataclasses import replace
+
+    gpu = TrainParams(data="run", base="b", out="o", use_vllm=True, cpu=False, label_weight=4.0).train_config()
+    assert gpu.use_vllm and not gpu.use_cpu and gpu.label_weight == 4.0
+    # GRPOConfig on this CPU box: the same settings with the CPU kept (accelerate refuses a GPU run without one)
+    args = grpo_args(replace(gpu, use_cpu=True, bf16=False), "/tmp/taosr1-grpo-args")
+    assert args.use_vllm is True and args.vllm_mode == "colocate"
+    assert grpo_args(TrainParams(data="r", base="b", out="o").train_config(), "/tmp/x").use_vllm is False
+    assert TrainParams(data="r", base="b", out="o", label_weight=4.0, order="think_first").train_config() \
+        .label_weight == 1.0

@@ -53,6 +53,31 @@ def present_score(store, rep) -> None:
     df.groupBy("tier").count().orderBy("tier").show()
     df.select("query", "product_id", F.round("p4", 3).alias("p4"), F.round("p3", 3).alias("p3"),
               F.round("p2", 3).alias("p2"), F.round("p1", 3).alias("p1"), "level", "tier").show(5, truncate=38)
+    tier_by_gold(store, df)
+
+
+def tier_by_gold(store, scored) -> None:
+    """The scored day's tiers against the human label where the pair has one: does Bad hold the gold 1–2 pairs?"""
+    from pyspark.sql import functions as F
+
+    if not store.exists("query_product_labels"):
+        return
+    gold = (store.read("query_product_labels").groupBy("query_id", "product_id")
+            .agg(F.mode("label").alias("gold")))
+    rows = (scored.join(gold, ["query_id", "product_id"], "inner").groupBy("tier", "gold").count().collect())
+    if not rows:
+        return
+    counts = {(r["tier"], int(r["gold"])): int(r["count"]) for r in rows}
+    t = Table(title="scored day: tier × gold level (pairs with a human label)")
+    t.add_column("tier")
+    for lv in (4, 3, 2, 1):
+        t.add_column(f"gold {lv}", justify="right")
+    t.add_column("share gold 1–2", justify="right")
+    for tier in ("Good", "Mid", "Bad"):
+        vals = [counts.get((tier, lv), 0) for lv in (4, 3, 2, 1)]
+        total = sum(vals)
+        t.add_row(tier, *map(str, vals), f"{(vals[2] + vals[3]) / total:.2f}" if total else "")
+    console.print(t)
 
 
 TABLE_WIDTH = 150  # the metrics table is wide: never squeezed into a log's 80 columns

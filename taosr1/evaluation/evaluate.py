@@ -219,8 +219,10 @@ class Evaluate(Stage[EvaluateParams]):
                  "F1 = 2p/4/(p+1/4) per class"]
         if p.champion:
             notes.append(self._champion_note(champ, rows))
+        curves = {name: model_card(path).get("readout", {}).get("curve") for name, path in p.models.items()}
         ctx.report.info["report"] = write_report(p.report or f"{store.root}/reports/{eval_id}.html",
-                                                 f"taosr1 evaluation {eval_id}", rows, tiers, notes)
+                                                 f"taosr1 evaluation {eval_id}", rows, tiers, notes,
+                                                 {k: v for k, v in curves.items() if v})
         if ctx.tracker is not None:  # the table, per-system metrics and the report beside the run
             for r in rows:
                 ctx.tracker.metrics({k: r.get(k) for k in ("macro_f1", "accuracy", "ndcg_10", "cumpt_macro_f1")},

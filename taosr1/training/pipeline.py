@@ -52,6 +52,8 @@ class PipelineParams(Params):
                                       "train pairs (whole queries; default: the recipe's).")
     readout_epochs: float | None = Field(default=None, gt=0, description="Fine-tune epochs after the read-out "
                                          "(default: the recipe's).")
+    sft_label_weight: float = Field(default=1.0, ge=0, description="Post-CoT SFT: the label token's loss weight "
+                                    "against each CoT token (1 = TRL's plain completion loss).")
     sft_steps: int = Field(default=300, ge=1)
     dpo_steps: int = Field(default=60, ge=1)
     grpo_steps: int = Field(default=20, ge=1)
@@ -92,7 +94,8 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
                              embeddings=cfg.embeddings, recipe=recipe, passn_pairs=cfg.passn_pairs,
                              eval_pairs=cfg.eval_pairs, gpu=cfg.gpu, sft_completion=cfg.sft_completion,
                              min_gain_macro_f1=cfg.min_gain_macro_f1, min_gain_ndcg_10=cfg.min_gain_ndcg_10,
-                             readout_pairs=cfg.readout_pairs, readout_epochs=cfg.readout_epochs)
+                             readout_pairs=cfg.readout_pairs, readout_epochs=cfg.readout_epochs,
+                             sft_label_weight=cfg.sft_label_weight)
     reports = {}
     for step in TRAINING_LOOP:
         if step.id == "sft_think_first" and not cfg.think_first:

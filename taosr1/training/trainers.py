@@ -44,6 +44,8 @@ class TrainConfig:
     checkpoint_steps: int = 0  # > 0: a checkpoint every N steps (the latest kept), so a killed run resumes
     train_layers: int = 0  # > 0: full fine-tuning of the top N decoder layers (+ final norm) only
     report_to: tuple[str, ...] = ()  # ("mlflow",) inside a tracked run: TRL logs loss and its arguments there
+    label_weight: float = 1.0  # SFT: the loss weight of the label token against each CoT token (post-CoT order)
+    use_vllm: bool = False  # GRPO on GPUs: TRL's colocated vLLM generation (read when the trainer is built)
 
 
 def _common(cfg: TrainConfig, out_dir: str) -> dict[str, Any]:
@@ -84,13 +86,48 @@ def _peft(cfg: TrainConfig):
     return LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
+def label_weighted_loss(logits, labels, label_weight: float):
+    """Next-token cross-entropy over the completion (labels -100 elsewhere), the first completion token (the label
+    in the post-CoT order) weighted ``label_weight`` against 1 for each CoT token; mean over the weights."""
+    import torch
+
+    tgt = labels[:, 1:]
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), tgt, ignore_index=-100,
+                                           reduction="none")
+    valid = tgt != -100
+    first = valid & (valid.cumsum(dim=1) == 1)
+    w = valid.float() + (label_weight - 1.0) * first.float()
+    return (ce * w).sum() / w.sum().clamp(min=1e-9)
+
+
+def _sft_class():
+    from trl import SFTTrainer
+
+    class LabelWeightedSFTTrainer(SFTTrainer):
+        """TRL's SFTTrainer; with ``label_weight`` != 1 the loss weights the label token (TRL's own loss
+        otherwise)."""
+
+        label_weight: float = 1.0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.label_weight == 1.0:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            out = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
+            loss = label_weighted_loss(out.logits, inputs["labels"], self.label_weight)
+            return (loss, out) if return_outputs else loss
+
+    return LabelWeightedSFTTrainer
+
+
 def sft_trainer(model_dir: str, dataset, out_dir: str, cfg: TrainConfig | None = None):
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     cfg = cfg or TrainConfig()
     args = SFTConfig(**_common(cfg, out_dir), max_length=cfg.max_length, completion_only_loss=True)
-    return SFTTrainer(model=_model(model_dir, cfg), args=args, train_dataset=dataset,
-                      processing_class=load_tokenizer(model_dir), peft_config=_peft(cfg))
+    trainer = _sft_class()(model=_model(model_dir, cfg), args=args, train_dataset=dataset,
+                           processing_class=load_tokenizer(model_dir), peft_config=_peft(cfg))
+    trainer.label_weight = cfg.label_weight
+    return trainer
 
 
 def dpo_trainer(model_dir: str, dataset, out_dir: str, cfg: TrainConfig | None = None):
@@ -102,18 +139,26 @@ def dpo_trainer(model_dir: str, dataset, out_dir: str, cfg: TrainConfig | None =
                       processing_class=load_tokenizer(model_dir), peft_config=_peft(cfg))
 
 
+def grpo_args(cfg: TrainConfig, out_dir: str):
+    """TRL's GRPOConfig for these settings: ``use_vllm``/``vllm_mode`` are set here, before the trainer exists,
+    because GRPOTrainer reads them in ``__init__`` (where it builds its vLLM engine)."""
+    from trl import GRPOConfig
+
+    gens = cfg.grpo_num_generations
+    return GRPOConfig(**{**_common(cfg, out_dir), "per_device_train_batch_size": max(gens, cfg.batch_size // gens * gens)},
+                      num_generations=gens, max_completion_length=cfg.grpo_max_completion_length,
+                      beta=cfg.grpo_beta, loss_type="dapo", use_vllm=cfg.use_vllm,
+                      **({"vllm_mode": "colocate"} if cfg.use_vllm else {}))
+
+
 def grpo_trainer(model_dir: str, dataset, out_dir: str, cfg: TrainConfig | None = None):
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from taosr1.training.rewards import format_reward, label_reward, label_reward_with_partial_credit
 
     cfg = cfg or TrainConfig()
-    gens = cfg.grpo_num_generations
-    args = GRPOConfig(**{**_common(cfg, out_dir), "per_device_train_batch_size": max(gens, cfg.batch_size // gens * gens)},
-                      num_generations=gens, max_completion_length=cfg.grpo_max_completion_length,
-                      beta=cfg.grpo_beta, loss_type="dapo", use_vllm=False)
     reward = label_reward_with_partial_credit(cfg.grpo_partial_credit) if cfg.grpo_partial_credit else label_reward
-    return GRPOTrainer(model=_model(model_dir, cfg), args=args, train_dataset=dataset,
+    return GRPOTrainer(model=_model(model_dir, cfg), args=grpo_args(cfg, out_dir), train_dataset=dataset,
                        processing_class=load_tokenizer(model_dir), reward_funcs=[reward, format_reward],
                        peft_config=_peft(cfg))
 
@@ -197,7 +242,10 @@ class TrainParams(Params):
     cpu: bool = Field(default=True, description="Train on the CPU (--no-cpu: the GPU).")
     num_generations: int = Field(default=4, ge=2, description="GRPO: completions per prompt.")
     max_completion_length: int = Field(default=96, ge=1, description="GRPO: tokens per completion.")
-    use_vllm: bool = Field(default=False, description="GRPO on GPUs: TRL's colocated vLLM generation.")
+    use_vllm: bool = Field(default=False, description="GRPO on GPUs: TRL's colocated vLLM generation (set in "
+                           "GRPOConfig before the trainer is built, where TRL reads it).")
+    label_weight: float = Field(default=1.0, ge=0, description="SFT, post-CoT order: the loss weight of the label "
+                                "token against each CoT token (1 = TRL's plain completion loss).")
     if_empty: Literal["fail", "keep_base"] = Field(default="fail", description="No training rows: fail, or save "
                                                    "the starting model unchanged (its card says so), as a scheduled "
                                                    "loop wants.")
@@ -209,7 +257,9 @@ class TrainParams(Params):
         return TrainConfig(max_steps=self.max_steps, learning_rate=self.learning_rate, batch_size=self.batch_size,
                            lora_r=self.lora_r, use_cpu=self.cpu, grpo_num_generations=self.num_generations,
                            grpo_max_completion_length=self.max_completion_length, bf16=bf16,
-                           train_layers=self.train_layers, checkpoint_steps=self.checkpoint_steps)
+                           train_layers=self.train_layers, checkpoint_steps=self.checkpoint_steps,
+                           label_weight=self.label_weight if self.order == "post_cot" else 1.0,
+                           use_vllm=self.use_vllm)
 
 
 class _Train(Stage[TrainParams]):
@@ -239,9 +289,6 @@ class _Train(Stage[TrainParams]):
         run_dir = str(Path(p.out).parent / f".{Path(p.out).name}-run")
         resume = resume_point(run_dir, {**p.model_dump(mode="json"), "data_version": ds.info.description})
         trainer = type(self).build(p.base, ds, run_dir, cfg)
-        if p.use_vllm and self.kind == "grpo":  # GPU only: TRL's colocated vLLM generation (not on CPU)
-            trainer.args.use_vllm = True
-            trainer.args.vllm_mode = "colocate"
         trainer.train(resume_from_checkpoint=resume)
         if resume:
             ctx.report.info["resumed_from"] = resume
