@@ -171,7 +171,7 @@ class CachedPairs:
         return len(self.hidden)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"hidden": self.hidden[i], "label": self.labels[i], "prefix": self.prefix}
+        return {"hidden": self.hidden[i], "label": self.labels[i]}
 
     def lengths(self) -> list[int]:
         extra = 0 if self.prefix is None else int(self.prefix.shape[0])
@@ -179,26 +179,40 @@ class CachedPairs:
 
 
 def _collate(items: list[dict]) -> dict[str, Any]:
-    """Prefix + own tokens, right-padded."""
+    """Each pair's own tokens, right-padded (the shared prefix is the model's, run once per batch)."""
     import torch
 
-    prefix = items[0]["prefix"]
-    p = 0 if prefix is None else prefix.shape[0]
-    width = p + max(it["hidden"].shape[0] for it in items)
+    width = max(it["hidden"].shape[0] for it in items)
     dim = items[0]["hidden"].shape[1]
     hidden = torch.zeros((len(items), width, dim))
     mask = torch.zeros((len(items), width), dtype=torch.long)
     for j, it in enumerate(items):
         n = it["hidden"].shape[0]
-        if p:
-            hidden[j, :p] = prefix
-        hidden[j, p: p + n], mask[j, : p + n] = it["hidden"], 1
+        hidden[j, :n], mask[j, :n] = it["hidden"], 1
     return {"hidden": hidden, "attention_mask": mask, "labels": torch.tensor([it["label"] for it in items])}
 
 
-def _top_module(model: Any, split: int, rows: Any, weights: np.ndarray):
+class _Renumber:
+    """Give a slice of decoder layers cache indices 0..n-1 (a fresh KV cache for just those layers)."""
+
+    def __init__(self, layers: Sequence[Any]) -> None:
+        self.attn = [layer.self_attn for layer in layers]
+
+    def __enter__(self) -> None:
+        self.saved = [a.layer_idx for a in self.attn]
+        for k, a in enumerate(self.attn):
+            a.layer_idx = k
+
+    def __exit__(self, *exc: object) -> None:
+        for a, k in zip(self.attn, self.saved):
+            a.layer_idx = k
+
+
+def _top_module(model: Any, split: int, rows: Any, weights: np.ndarray, prefix: Any = None):
     """The trainable top: decoder layers ``split..L``, the final norm and the four label rows, as a module
-    ``transformers.Trainer`` drives (``hidden``, ``attention_mask``, ``labels`` → loss, logits)."""
+    ``transformers.Trainer`` drives (``hidden``, ``attention_mask``, ``labels`` → loss, logits). The shared
+    prefix runs through the top layers once per batch (with gradients) and its KV cache is repeated for every row,
+    so each row runs only its own tokens — exact, and about half the work on a compact prompt."""
     import torch
 
     class Top(torch.nn.Module):
@@ -209,10 +223,22 @@ def _top_module(model: Any, split: int, rows: Any, weights: np.ndarray):
             self.norm = self.decoder.norm
             self.rows = torch.nn.Parameter(rows.clone())
             self.register_buffer("class_weight", torch.tensor(weights, dtype=torch.float32), persistent=False)
+            self.prefix = prefix  # (P, d) residual stream of the shared prefix entering layer ``split``, or None
 
         def features(self, hidden, attention_mask):
-            with _Swap(model, slice(split, None), drop_norm=False) as inner:
-                h = inner(inputs_embeds=hidden, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            b, width = attention_mask.shape
+            with _Swap(model, slice(split, None), drop_norm=False) as inner, _Renumber(self.layers):
+                if self.prefix is None or not len(self.prefix):
+                    h = inner(inputs_embeds=hidden, attention_mask=attention_mask,
+                              use_cache=False).last_hidden_state
+                else:
+                    p = self.prefix.shape[0]
+                    cache = inner(inputs_embeds=self.prefix[None], use_cache=True).past_key_values
+                    cache.batch_repeat_interleave(b)
+                    mask = torch.cat([torch.ones((b, p), dtype=attention_mask.dtype), attention_mask], dim=1)
+                    pos = torch.arange(p, p + width).unsqueeze(0).expand(b, -1)
+                    h = inner(inputs_embeds=hidden, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                              use_cache=True).last_hidden_state
             last = attention_mask.sum(1) - 1
             return h[torch.arange(h.shape[0]), last]
 
@@ -337,7 +363,7 @@ def train_readout(model: Any, label_ids: Sequence[int], train_ids: Sequence[Sequ
     label_ids = list(label_ids)
     shared = head.weight.detach()[label_ids].mean(dim=0)
     weights = class_weights(train_gold)
-    top = _top_module(model, split, head.weight.detach()[label_ids], weights)
+    top = _top_module(model, split, head.weight.detach()[label_ids], weights, train.prefix)
     x, x_dev = top_features(top, train), top_features(top, dev)
     w, c, readout_dev = fit_readout(x, train_gold, x_dev, dev_gold, cfg.c_grid, cfg.seed)
     rows = torch.tensor(w, dtype=torch.float32) + shared  # a shared row: the 4-way softmax is unchanged
