@@ -51,22 +51,27 @@ def test_every_registered_stage_has_the_shape():
 
 def test_the_loop_is_wired_in_the_paper_order():
     order = [(s.id, s.job) for s in TRAINING_LOOP]
-    assert [j for _, j in order] == ["build_sft_corpus", "train_sft", "train_sft", "sample_pass_at_n",
-                                     "build_dpo_pairs", "train_dpo", "sample_pass_at_n", "label_difficulty",
-                                     "train_grpo", "evaluate", "promote_model"]
-    assert order[2][0] == "sft_think_first"  # the paper's ablation, trained on the same corpus from the same base
-    v = {"source": "world", "corpus": "c", "run": "r", "base": "B", "models": "M", "sft_model": "M/sft-c",
+    assert [j for _, j in order] == ["build_sft_corpus", "train_readout", "train_sft", "train_sft",
+                                     "sample_pass_at_n", "build_dpo_pairs", "train_dpo", "sample_pass_at_n",
+                                     "label_difficulty", "train_grpo", "evaluate", "promote_model"]
+    assert order[3][0] == "sft_think_first"  # the paper's ablation, trained on the same corpus from the same start
+    v = {"source": "world", "corpus": "c", "run": "r", "base": "B", "models": "M", "readout_model": "M/lpft-c",
+         "sft_model": "M/sft-c",
          "sft_tf_model": "M/sft-tf-c", "dpo_model": "M/dpo-c", "grpo_model": "M/grpo-c", "from_candidates": "",
          "prompt": "compact", "eval_corpus": "c", "eval_source": "", "eval_train_source": ""}
     steps = {s.id: fill(s.wiring, v) for s in TRAINING_LOOP}
     assert _stage("build_sft_corpus").Params(**steps["corpus"]).from_candidates is None  # "" = not given
     assert steps["passn_sft"]["model"] == "M/sft-c" and steps["passn_dpo"]["model"] == "M/dpo-c"
     assert steps["grpo"]["base"] == "M/dpo-c" and steps["grpo"]["data"] == steps["difficulty"]["run_id"] == "r-dpo"
-    assert steps["sft_think_first"]["order"] == "think_first" and steps["sft_think_first"]["base"] == "B"
+    # the label is read out first (LP-FT), then both SFT variants start from that model
+    assert steps["readout"]["base"] == "B" and steps["readout"]["readout_out"] == "M/readout-c"
+    assert steps["sft"]["base"] == steps["sft_think_first"]["base"] == "M/lpft-c"
+    assert steps["sft_think_first"]["order"] == "think_first"
     assert steps["corpus"]["prompt"] == steps["difficulty"]["prompt"] == "compact"  # the base model's variant
     ev = _stage("evaluate").Params(**steps["evaluate"])
-    assert ev.corpus_id == "c" and ev.source is None and set(ev.models) == {"base", "sft_think_first", "sft", "dpo",
-                                                                            "grpo"}
+    assert ev.corpus_id == "c" and ev.source is None and set(ev.models) == {
+        "base", "readout", "lpft", "sft_think_first", "sft", "dpo", "grpo"}
+    assert ev.models["readout"] == "M/readout-c" and ev.models["lpft"] == "M/lpft-c"
     assert steps["promote"]["challenger"] == "M/grpo-c"  # the loop's last model challenges the champion
     assert cli_args({"models": {"a": "x"}, "balanced_only": True, "n": 3, "run_id": None}) == \
         ["--models", "a=x", "--balanced-only", "--n", "3"]

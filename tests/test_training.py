@@ -135,7 +135,13 @@ def test_pipeline_train_end_to_end(spark, tmp_path, builtin_model):
     alias = client.get_model_version_by_alias("taosr1-relevance", "champion")
     assert alias.source.endswith(champion(store.root).path.split("/")[-1])
     m = res["metrics"].set_index("system")
-    assert {"base", "sft", "dpo", "grpo", "majority", "lexical", "embedding"} <= set(m.index)
+    assert {"base", "readout", "lpft", "sft", "dpo", "grpo", "chance", "majority", "lexical", "embedding",
+            "cross_encoder"} <= set(m.index)
+    assert (m.loc[["readout", "lpft", "sft"], "macro_f1_low"] <= m.loc[["readout", "lpft", "sft"], "macro_f1"]).all()
+    # the read-out's learning curve: in the result, and as an MLflow series (step = examples seen)
+    ro = by_stage["train_readout"][0]
+    assert [h.step for h in client.get_metric_history(ro.info.run_id, "curve.dev_macro_f1")] == \
+        [p["examples"] for p in res["curve"]] and len(res["curve"]) >= 2
     assert (m["n"] == m["n"].iloc[0]).all() and m["n"].iloc[0] > 20
     assert np.isnan(m.loc["lexical", "tier_agreement"])
     # tier agreement of the base model, recomputed outside the evaluation from its label probabilities
