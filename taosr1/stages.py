@@ -128,7 +128,8 @@ def loop_settings(*, n: Any, temperature: Any, max_new_tokens: Any, grpo_complet
                   passn_pairs: Any = None, eval_pairs: Any = None, gpu: bool = False,
                   sft_completion: str = "cot", min_gain_macro_f1: Any = 0.005,
                   min_gain_ndcg_10: Any = 0.0, readout_pairs: Any = None,
-                  readout_epochs: Any = None, sft_label_weight: Any = 1.0) -> dict[str, dict[str, Any]]:
+                  readout_epochs: Any = None, sft_label_weight: Any = 1.0,
+                  dpo_loss: str = "sigmoid+sft") -> dict[str, dict[str, Any]]:
     """Each step's own settings beside its wiring (values may be Airflow templates). Training steps with no rows
     keep their starting model so a scheduled loop runs to the evaluation. ``gpu``: pass@N with vLLM on CUDA,
     training on the GPU, GRPO generating with TRL's colocated vLLM. The evaluation scores the champion beside the
@@ -146,7 +147,7 @@ def loop_settings(*, n: Any, temperature: Any, max_new_tokens: Any, grpo_complet
                     **({"epochs": readout_epochs} if readout_epochs else {})},
         "sft": sft, "sft_think_first": {**sft, "completion": "cot", "label_weight": 1.0},
         "passn_sft": passn, "passn_dpo": passn,
-        "dpo": dict(max_steps=dpo_steps, if_empty="keep_base", **r["dpo"], **train),
+        "dpo": dict(max_steps=dpo_steps, if_empty="keep_base", dpo_loss=dpo_loss, **r["dpo"], **train),
         "grpo": dict(max_steps=grpo_steps, num_generations=4, max_completion_length=grpo_completion_tokens,
                      if_empty="keep_base", **r["grpo"], **train, **(dict(use_vllm=True) if gpu else {})),
         "evaluate": dict(embeddings=embeddings, max_pairs=eval_pairs, champion=True, **r["evaluate"],

@@ -223,3 +223,17 @@ def test_gpu_flags_reach_trls_configs_before_the_trainer_is_built():
     assert grpo_args(TrainParams(data="r", base="b", out="o").train_config(), "/tmp/x").use_vllm is False
     assert TrainParams(data="r", base="b", out="o", label_weight=4.0, order="think_first").train_config() \
         .label_weight == 1.0
+
+
+def test_dpo_loss_choices_map_onto_trls_loss_types():
+    from taosr1.training.trainers import dpo_loss_args
+
+    assert dpo_loss_args("sigmoid") == {"loss_type": ["sigmoid"]}
+    assert dpo_loss_args("robust+sft") == {"loss_type": ["robust", "sft"], "loss_weights": [1.0, 1.0],
+                                           "label_smoothing": 0.1}
+    with pytest.raises(ValueError, match="dpo loss"):
+        dpo_loss_args("nope")
+    from trl import DPOConfig
+
+    args = DPOConfig(output_dir="/tmp/taosr1-dpo-args", use_cpu=True, **dpo_loss_args("sigmoid+sft"))
+    assert args.loss_type == ["sigmoid", "sft"] and args.loss_weights == [1.0, 1.0]

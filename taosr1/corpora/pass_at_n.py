@@ -169,3 +169,10 @@ class PassAtN(Stage[PassAtNParams]):
         if dup:
             raise CountMismatch(f"pass@N run {run_id} holds {dup} duplicated samples")
         c.extra = {"samples": samples.count(), "chunks_done": len(done), "chunks": p.chunks}
+        acc = samples.where("sample_idx >= 0").agg(F.avg(F.col("correct").cast("double")).alias("a"),
+                                                   F.avg(F.col("format_ok").cast("double")).alias("f")).first()
+        if acc["a"] is not None:  # is there signal for DPO/GRPO? samples right more often than chance (25%)?
+            c.extra["sampled_accuracy_permille"] = int(round(1000 * acc["a"]))
+            c.extra["format_ok_permille"] = int(round(1000 * acc["f"]))
+            log_event(log, "pass_at_n.accuracy", run_id=run_id, sampled_accuracy=round(acc["a"], 4),
+                      format_ok=round(acc["f"], 4))

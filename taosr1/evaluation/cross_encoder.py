@@ -33,6 +33,13 @@ class CrossEncoderSettings:
     seed: int = 13
 
 
+def _sorted(train: dict) -> dict:
+    """The train pairs in a canonical order: the cache key and the training run do not depend on how Spark
+    happened to order the rows."""
+    rows = sorted(zip(map(str, train["query"]), map(str, train["text"]), (int(v) for v in train["label"])))
+    return {"query": [r[0] for r in rows], "text": [r[1] for r in rows], "label": [r[2] for r in rows]}
+
+
 def _key(train: dict, s: CrossEncoderSettings) -> str:
     h = hashlib.sha256(json.dumps(asdict(s)).encode())
     for q, t, lv in zip(train["query"], train["text"], train["label"]):
@@ -87,6 +94,7 @@ def cross_encoder_baseline(root: str, train: dict, test: dict, train_where: str,
     from sentence_transformers.cross_encoder import CrossEncoder
 
     s = settings or CrossEncoderSettings(seed=seed)
+    train = _sorted(train)
     cache = Path(os.environ.get("TAOSR1_CACHE") or Path.home() / ".cache" / "taosr1")
     folder = cache / "baselines" / f"cross-encoder-{_key(train, s)}"
     if not (folder / "settings.json").exists():

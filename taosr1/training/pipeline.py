@@ -54,6 +54,9 @@ class PipelineParams(Params):
                                          "(default: the recipe's).")
     sft_label_weight: float = Field(default=1.0, ge=0, description="Post-CoT SFT: the label token's loss weight "
                                     "against each CoT token (1 = TRL's plain completion loss).")
+    dpo_loss: Literal["sigmoid", "robust", "ipo", "sigmoid+sft", "robust+sft"] = Field(
+        default="sigmoid+sft", description="DPO's TRL loss (pass@N pairs are noisy: an SFT term on the chosen side "
+        "by default).")
     sft_steps: int = Field(default=300, ge=1)
     dpo_steps: int = Field(default=60, ge=1)
     grpo_steps: int = Field(default=20, ge=1)
@@ -95,7 +98,7 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
                              eval_pairs=cfg.eval_pairs, gpu=cfg.gpu, sft_completion=cfg.sft_completion,
                              min_gain_macro_f1=cfg.min_gain_macro_f1, min_gain_ndcg_10=cfg.min_gain_ndcg_10,
                              readout_pairs=cfg.readout_pairs, readout_epochs=cfg.readout_epochs,
-                             sft_label_weight=cfg.sft_label_weight)
+                             sft_label_weight=cfg.sft_label_weight, dpo_loss=cfg.dpo_loss)
     reports = {}
     for step in TRAINING_LOOP:
         if step.id == "sft_think_first" and not cfg.think_first:

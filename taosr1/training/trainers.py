@@ -36,6 +36,7 @@ class TrainConfig:
     logging_steps: int = 10
     max_length: int = 1024
     dpo_beta: float = 0.1
+    dpo_loss: str = "sigmoid"  # sigmoid | robust | ipo | sigmoid+sft | robust+sft (TRL loss_type, combined)
     grpo_num_generations: int = 4
     grpo_max_completion_length: int = 96
     grpo_beta: float = 0.02
@@ -134,9 +135,27 @@ def dpo_trainer(model_dir: str, dataset, out_dir: str, cfg: TrainConfig | None =
     from trl import DPOConfig, DPOTrainer
 
     cfg = cfg or TrainConfig()
-    args = DPOConfig(**_common(cfg, out_dir), beta=cfg.dpo_beta, max_length=cfg.max_length)
+    args = DPOConfig(**_common(cfg, out_dir), beta=cfg.dpo_beta, max_length=cfg.max_length, **dpo_loss_args(cfg.dpo_loss))
     return DPOTrainer(model=_model(model_dir, cfg), args=args, train_dataset=dataset,
                       processing_class=load_tokenizer(model_dir), peft_config=_peft(cfg))
+
+
+DPO_LOSSES = ("sigmoid", "robust", "ipo", "sigmoid+sft", "robust+sft")
+
+
+def dpo_loss_args(name: str) -> dict[str, Any]:
+    """TRL's DPO loss for pass@N pairs, whose preference can be wrong (a lucky right sample, a teacher trace):
+    ``robust`` assumes 10% flipped pairs (label smoothing), ``+sft`` adds an SFT term on the chosen side (what
+    RPO's ``rpo_alpha`` was), ``ipo`` does not push margins to infinity."""
+    if name not in DPO_LOSSES:
+        raise ValueError(f"dpo loss {name!r}: one of {', '.join(DPO_LOSSES)}")
+    parts = name.split("+")
+    out: dict[str, Any] = {"loss_type": parts}
+    if len(parts) > 1:
+        out["loss_weights"] = [1.0] * len(parts)
+    if "robust" in parts:
+        out["label_smoothing"] = 0.1
+    return out
 
 
 def grpo_args(cfg: TrainConfig, out_dir: str):
@@ -244,6 +263,9 @@ class TrainParams(Params):
     max_completion_length: int = Field(default=96, ge=1, description="GRPO: tokens per completion.")
     use_vllm: bool = Field(default=False, description="GRPO on GPUs: TRL's colocated vLLM generation (set in "
                            "GRPOConfig before the trainer is built, where TRL reads it).")
+    dpo_loss: Literal["sigmoid", "robust", "ipo", "sigmoid+sft", "robust+sft"] = Field(
+        default="sigmoid", description="DPO: TRL's loss; robust assumes 10% flipped pairs, +sft adds an SFT term on "
+        "the chosen side, ipo bounds the margin.")
     label_weight: float = Field(default=1.0, ge=0, description="SFT, post-CoT order: the loss weight of the label "
                                 "token against each CoT token (1 = TRL's plain completion loss).")
     if_empty: Literal["fail", "keep_base"] = Field(default="fail", description="No training rows: fail, or save "
@@ -259,7 +281,7 @@ class TrainParams(Params):
                            grpo_max_completion_length=self.max_completion_length, bf16=bf16,
                            train_layers=self.train_layers, checkpoint_steps=self.checkpoint_steps,
                            label_weight=self.label_weight if self.order == "post_cot" else 1.0,
-                           use_vllm=self.use_vllm)
+                           use_vllm=self.use_vllm, dpo_loss=self.dpo_loss)
 
 
 class _Train(Stage[TrainParams]):
