@@ -133,3 +133,22 @@ def test_readout_stage_logs_its_learning_curve_to_mlflow(spark, store, builtin_m
     hist = client.get_metric_history(run.info.run_id, "curve.dev_macro_f1")
     assert [h.step for h in hist] == [p["examples"] for p in curve]
     assert "readout_macro_f1" in run.data.metrics
+
+
+def test_a_delta_adapter_carries_the_read_out_model_in_a_few_tensors(fitted, builtin_model, tmp_path):
+    """What the demo ships: only the tensors LP-FT changed (float16) and the label rows; applied to its base it
+    reads the fitted probabilities (up to float16 rounding); refused on another base."""
+    from taosr1.model.adapters import ADAPTER_CARD, DELTA_FILE, apply_adapter, write_delta_adapter
+
+    out, res, dev = fitted
+    ad = write_delta_adapter(builtin_model, out, tmp_path / "ad", name="t", data="tiny", training={})
+    card = json.loads((ad / ADAPTER_CARD).read_text())
+    assert card["kind"] == "delta" and "label_rows" in card["tensors"]
+    assert all(".layers." not in k or f".layers.{_last_layer(builtin_model)}." in k for k in card["tensors"])
+    applied = apply_adapter(builtin_model, ad, tmp_path / "applied")
+    np.testing.assert_allclose(_engine_probs("hf", applied, dev), res.dev_probs, atol=5e-3)
+    assert (ad / DELTA_FILE).stat().st_size < (out / "model.safetensors").stat().st_size / 2
+
+
+def _last_layer(model_dir) -> int:
+    return json.loads((__import__("pathlib").Path(model_dir) / "config.json").read_text())["num_hidden_layers"] - 1

@@ -63,6 +63,9 @@ class EvaluateParams(Params):
                                  "intervals (0 = no intervals).")
     cross_encoder: bool = Field(default=True, description="Include the MiniLM cross-encoder baseline (fine-tuned "
                                 "on the train pairs once per train source and data version, then cached).")
+    cross_encoder_pairs: int | None = Field(default=None, ge=2, description="Fine-tune the cross-encoder on a stated "
+                                            "subsample of the train pairs (whole queries), e.g. the pairs a model "
+                                            "was given; default: all of them.")
     seed: int = 13
     champion: bool = Field(default=False, description="Also score the warehouse's champion (system 'champion') "
                            "unless it is one of --models, so a promotion compares both on the same pairs.")
@@ -176,7 +179,11 @@ class Evaluate(Stage[EvaluateParams]):
             if p.embeddings and p.cross_encoder:
                 from taosr1.evaluation.cross_encoder import cross_encoder_baseline
 
-                trained["cross_encoder"] = cross_encoder_baseline(store.root, _texts(train), _texts(test),
+                ce_train = train
+                if p.cross_encoder_pairs:
+                    ce_train = subsample(train_df, p.cross_encoder_pairs, p.seed + 2).select(
+                        "query", "title", "description", "label").toPandas()
+                trained["cross_encoder"] = cross_encoder_baseline(store.root, _texts(ce_train), _texts(test),
                                                                   train_where, seed=p.seed)
             for name, (pred, score) in {**run_baselines(_texts(train), _texts(test), p.embeddings),
                                         **{k: v[:2] for k, v in trained.items()}}.items():
