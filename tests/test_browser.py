@@ -61,6 +61,10 @@ def test_evaluation_report_and_data_docs_open_cleanly(browser, ingested, builtin
     assert images >= 4  # per-class F1, a confusion matrix per system, the tier mix
     text = page.inner_text("body")
     assert "NDCG@10" in text and "champion:" in text and "macro-F1" in text
+    # the intervals as error bars, rendered (the image decoded with a size); the interval and chance columns
+    assert page.evaluate("(() => { const i = document.getElementById('intervals'); "
+                         "return !!i && i.complete && i.naturalWidth > 0; })()")
+    assert "95% interval" in text and "chance" in text and "Spearman" in text and "QWK" in text
 
     docs = Path(ingested.root) / "quality" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     assert docs.exists()
