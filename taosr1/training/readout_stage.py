@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 
 from pydantic import Field
-from pyspark.sql import functions as F
 
 from taosr1.errors import InputError
 from taosr1.job import Context, Ident, Params, Stage
@@ -73,6 +73,7 @@ class TrainReadout(Stage[ReadoutParams]):
         from taosr1.pairs import PRODUCT_FIELDS
         from taosr1.prompts.template import label_token_ids
         from taosr1.training.readout import ReadoutConfig, train_readout
+        from taosr1.training.trainers import _corpus_source
 
         cols = ["query_id", "product_id", "query", "label", *PRODUCT_FIELDS]
         train_df = subsample(split_pairs_with_products(ctx.store, p.data, "train"), p.max_pairs, p.seed)
@@ -97,7 +98,7 @@ class TrainReadout(Stage[ReadoutParams]):
         base_card = model_card(p.base)
         lineage = {"base": str(p.base), "base_name": base_card.get("name"), "prompt": variant, "order": "post_cot",
                    "completion": "label",
-                   "training_source": base_card.get("training_source") or _source_of(ctx, p.data)}
+                   "training_source": base_card.get("training_source") or _corpus_source(ctx, "sft", p.data)}
         data = f"corpus_pairs {p.data} split=train ({len(train)} pairs, class-weighted)"
 
         def save(path: str, stage: str, extra: dict) -> Path:
@@ -121,8 +122,6 @@ class TrainReadout(Stage[ReadoutParams]):
                             dev["label"].to_numpy(dtype=int), cfg, run_dir, on_curve, on_readout)
         shutil.rmtree(run_dir, ignore_errors=True)
         stage = "readout_ft" if p.train_layers > 0 else "readout"
-        from dataclasses import asdict
-
         path = save(p.out, stage, {"config": asdict(cfg), "readout": res.as_dict()})
         c = ctx.report.counts
         c.rows_in = c.kept = len(train)
@@ -135,16 +134,3 @@ class TrainReadout(Stage[ReadoutParams]):
             tracker.metrics({**{f"readout_{k}": v for k, v in res.readout_dev.items()}, "readout_c": res.c,
                              **{f"seconds_{k}": v for k, v in res.seconds.items()}})
             tracker.model_folder(path)
-
-
-def _source_of(ctx: Context, corpus: str) -> str | None:
-    rows = (ctx.store.read("corpus_pairs").where(F.col("corpus_id") == corpus).select("source").limit(1).collect())
-    return rows[0]["source"] if rows else None
-
-
-def curve_table(curve: list[dict]) -> list[tuple[int, float, float]]:
-    """(examples seen, dev macro-F1, dev Spearman) per point, for printing."""
-    return [(int(x["examples"]), float(x["macro_f1"]), float(x["spearman"])) for x in curve]
-
-
-
