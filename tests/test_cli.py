@@ -110,7 +110,7 @@ def test_own_data_in_one_step_then_evaluate(spark, tmp_path, builtin_model):
     from deltalake import DeltaTable
 
     rows = DeltaTable(f"{wh}/gold/eval_metrics").to_pandas()
-    assert set(rows["system"]) == {"builtin", "majority", "lexical"} and set(rows["source"]) == {"ours"}
+    assert set(rows["system"]) == {"builtin", "majority", "lexical", "chance"} and set(rows["source"]) == {"ours"}
     assert (rows["n"] == 80).all() and "evaluation eval-source-ours" in res.output
     # every problem at once, with row numbers, exit 2, no traceback
     bad = own.copy().astype({"label": object})
