@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 
 from taosr1.corpora.tagger import TYPES
 from taosr1.errors import InputError
+from taosr1.io.csv_safe import write_csv
 from taosr1.job import Context, Ident, Params, Stage
 from taosr1.labels import LABEL_TEXT, LEVELS, rubric_text
 from taosr1.pairs import KEY, bucket_hash, with_products
@@ -144,7 +145,7 @@ def write_export(df: pd.DataFrame, folder: Path, queue_id: str) -> list[Path]:
     tasks = df.assign(attributes=[json.dumps(dict(a), sort_keys=True) if a is not None else "" for a in
                                   df["attributes"]])[EXPORT_COLUMNS].assign(rater_id="", label="")
     csv, jsonl, md = (folder / f"{queue_id}.csv", folder / f"{queue_id}.jsonl", folder / f"{queue_id}-rubric.md")
-    tasks.to_csv(csv, index=False)
+    write_csv(tasks, csv)  # query and title text come from users and sellers: no formula cells
     options = [LABEL_TEXT[lv] for lv in LEVELS]
     with jsonl.open("w") as f:
         for rec in tasks.to_dict("records"):

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from taosr1.contracts import to_spark
 from taosr1.errors import InputError
+from taosr1.io.csv_safe import read_csv_text
 from taosr1.job import Context
 from taosr1.labels import parse_level
 from taosr1.pairs import KEY
@@ -46,7 +47,7 @@ def read_answers(path: str) -> pd.DataFrame:
             except (json.JSONDecodeError, AttributeError):
                 rows.append({"raw": line, "source_row": i, "reason": "malformed_row"})
     elif p.suffix == ".csv":
-        df = pd.read_csv(p, dtype=str, keep_default_na=False)
+        df = read_csv_text(p)  # the export's escapes undone
         missing = [c for c in FIELDS if c not in df.columns]
         if missing:
             raise InputError(f"answers file {path} lacks column(s) {missing}")

@@ -26,6 +26,7 @@ from taosr1.evaluation.intervals import System, bootstrap, chance_macro_f1, quad
 from taosr1.evaluation.metrics import classification_metrics, ndcg_at_10, tier_agreement
 from taosr1.evaluation.report import write_report
 from taosr1.inference import PROB_COLS, engine_failures, with_label_probs, with_samples
+from taosr1.io.csv_safe import write_csv
 from taosr1.io.tables import TableStore
 from taosr1.job import Context, OptionalIdent, Params, Stage
 from taosr1.labels import LEVELS, TIER_OF_LEVEL
@@ -234,7 +235,7 @@ class Evaluate(Stage[EvaluateParams]):
             for r in rows:
                 ctx.tracker.metrics({k: r.get(k) for k in ("macro_f1", "accuracy", "ndcg_10", "cumpt_macro_f1")},
                                     f"{r['system']}.")
-            ctx.tracker.text(out.drop("per_class").toPandas().to_csv(index=False), "eval_metrics.csv")
+            ctx.tracker.text(write_csv(out.drop("per_class").toPandas()), "eval_metrics.csv")
             ctx.tracker.file(ctx.report.info["report"])
 
     @staticmethod
