@@ -6,6 +6,11 @@ Embedded default: a SQLite store and an artifact folder under the warehouse (``<
 points it at a team's server instead. Off when MLflow is not installed (the ``track`` extra), when
 ``TAOSR1_TRACKING=off``, or for a remote warehouse without ``MLFLOW_TRACKING_URI``. Tracking never fails a job:
 a tracking error is logged and the job goes on.
+
+A tracking server that does not answer costs a job seconds, not minutes: one quick probe per process and URI
+(``TAOSR1_TRACKING_PROBE_S``, default 3 s), then tracking is off for the run with one warning; a read-only SQLite
+store likewise. MLflow's own HTTP retries are bounded too, for a server that dies mid-run. The champion in
+``gold/model_promotions`` stays the source of truth; the registry alias is reconciled from it on the next tracked run.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import os
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +32,8 @@ log = get_logger(__name__)
 
 EXPERIMENT = "taosr1"
 MAX_ARTIFACT_MB = float(os.environ.get("TAOSR1_MLFLOW_MAX_ARTIFACT_MB", "64"))
+PROBE_S = float(os.environ.get("TAOSR1_TRACKING_PROBE_S", "3"))
+_PROBED: dict[str, str | None] = {}  # tracking URI -> why it is unusable (None: usable), probed once per process
 
 
 def _local_root(root: str) -> Path | None:
@@ -42,19 +52,50 @@ def tracking_uri(root: str) -> str | None:
     return f"sqlite:///{local.resolve()}/mlflow/mlflow.db" if local is not None else None
 
 
+def unusable(uri: str) -> str | None:
+    """Why the tracking store at ``uri`` cannot take runs now (None when it can): an HTTP server that does not
+    answer within ``PROBE_S`` (any HTTP answer, 401 included, counts as alive), or a SQLite store that cannot be
+    written. Probed once per process; the first failure logs one warning."""
+    if uri in _PROBED:
+        return _PROBED[uri]
+    reason = None
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_S).close()
+        except urllib.error.HTTPError:
+            pass  # it answered
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = f"no tracking server answers at {uri} within {PROBE_S:g} s ({getattr(e, 'reason', e)})"
+    elif uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        folder = next((d for d in (db.parent, *db.parent.parents) if d.exists()), None)
+        if (db.exists() and not os.access(db, os.W_OK)) or (folder is not None and not os.access(folder, os.W_OK)):
+            reason = f"the tracking store {db} is read-only"
+    _PROBED[uri] = reason
+    if reason:
+        log_event(log, "tracking.off", logging.WARNING, reason=reason,
+                  note="this run is not tracked; the champion table stays the source of truth")
+    return reason
+
+
 def enabled(root: str) -> bool:
-    return (os.environ.get("TAOSR1_TRACKING", "on").lower() not in ("off", "0", "false")
-            and importlib.util.find_spec("mlflow") is not None and tracking_uri(root) is not None)
+    if (os.environ.get("TAOSR1_TRACKING", "on").lower() in ("off", "0", "false")
+            or importlib.util.find_spec("mlflow") is None):
+        return False
+    uri = tracking_uri(root)
+    return uri is not None and unusable(uri) is None
 
 
 def _client(root: str):
     """The MLflow module and client pointed at this warehouse's store, with the experiment created."""
-    import logging
-
     import mlflow
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # a server that dies mid-run: a few quick retries, not MLflow's default 7 with back-off (minutes)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     uri = tracking_uri(root)
     local = _local_root(root)
     if local is not None and uri and uri.startswith("sqlite:///"):

@@ -165,6 +165,39 @@ def test_vacuum_lists_then_deletes_only_what_no_version_needs(spark, ingested, t
     assert DeltaTable(table).to_pyarrow_table().num_rows == rows
 
 
+
+def test_vacuum_beside_a_live_writer_loses_nothing(spark, ingested, tmp_path):
+    """Retention 0 needs its flag; a live writer's staging folder and the files it moved in before its commit stay;
+    a dead writer's go."""
+    import subprocess
+
+    from taosr1.io.liveness import driver_id
+
+    store = ingested
+    job(store, "score_catalog", ds=DAY, engine="rules")
+    with pytest.raises(ValueError, match="unsafe-retention"):
+        job(store, "vacuum", apply=True, retention_hours=0)
+    table = store.path("relevance_scores")
+    part = next(p for p in os.listdir(table) if p.startswith("ds="))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    made = {}
+    for write_id, owner in (("w-live", driver_id()), ("w-dead", f"{socket.gethostname()}:{gone.pid}")):
+        os.makedirs(os.path.join(table, "_staging", write_id, part))
+        open(os.path.join(table, "_staging", write_id, part, "part-0.parquet"), "w").write("x")
+        open(os.path.join(table, "_staging", f"{write_id}.owner"), "w").write(owner)
+        moved = os.path.join(table, part, f"part-{write_id}-00000.parquet")  # moved in, its commit still to come
+        shutil.copy(next(os.path.join(table, part, f) for f in os.listdir(os.path.join(table, part))), moved)
+        made[write_id] = moved
+    rows = store.read("relevance_scores").count()
+    rep = job(store, "vacuum", apply=True, retention_hours=0, unsafe_retention=True)
+    assert os.path.exists(made["w-live"]) and os.path.isdir(os.path.join(table, "_staging", "w-live"))
+    assert os.path.exists(os.path.join(table, "_staging", "w-live.owner"))
+    assert not os.path.exists(made["w-dead"]) and not os.path.exists(os.path.join(table, "_staging", "w-dead"))
+    assert not os.path.exists(os.path.join(table, "_staging", "w-dead.owner"))
+    assert made["w-dead"] in rep.info["found"]["relevance_scores"]
+    assert store.read("relevance_scores").count() == rows
+
 HOSTILE = {
     "object_in_product_id": '{"event_id": "e1", "event_type": "impression", "ts": "2026-11-19T10:00:00Z", '
                             '"session_id": "s", "query": "drill", "product_id": {"a": 1}, "position": 1}',
