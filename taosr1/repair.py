@@ -5,7 +5,9 @@ commits its tables, each commit carrying a Delta app transaction (:func:`taosr1.
 closes the row. A kill in between leaves a ``running`` row whose driver is gone. The next run of the same stage and
 key (day, corpus or run id) finds it, reads from the tables' app transactions which of them the dead run had committed,
 closes its row as ``failed`` with that list, and then replaces the same partitions itself: the tables end
-consistent with one run again. A driver on another host cannot be proven dead, so its row is left as it is.
+consistent with one run again. A dead ``running`` row of the same stage with another key (a killed ``promote``
+or ``load-labels``, whose run ids are random) is closed as ``failed`` too, naming what it had committed, so no row
+stays ``running`` forever. A driver on another host cannot be proven dead, so its row is left as it is.
 """
 
 from __future__ import annotations
@@ -31,28 +33,30 @@ def repair_dead_runs(store: TableStore, job: str, writes: tuple[str, ...], ds: s
     if not store.exists("job_runs"):
         return []
     key = ds or run_id
-    runs = store.read("job_runs").where((F.col("job") == job) & (F.col("status") == "running"))
-    runs = runs.where(F.col("ds") == ds) if ds else runs.where(
-        (F.col("run_id") == run_id) | F.col("run_id").startswith(f"{run_id}@"))
+    runs = store.read("job_runs").where((F.col("job") == job) & (F.col("status") == "running")
+                                        & (F.col("run_id") != record_id))
     repaired = []
-    for row in runs.where(F.col("run_id") != record_id).collect():
+    for row in runs.collect():
         recorded = json.loads(row["params"] or "{}")
         driver, version = recorded.get("_driver"), recorded.get("_txn")
         if not driver_gone(driver):
             if driver:
                 log_event(log, "repair.alive_or_unknown", job=job, run_id=row["run_id"], driver=driver)
             continue
+        row_key = row["ds"] or row["run_id"].split("@", 1)[0]
+        same_key = row_key == key
         committed = []
         for table in writes:
-            if version is not None and store.txn_version(table, txn_app_id(job, key, table, 1)) == version:
+            if version is not None and store.txn_version(table, txn_app_id(job, row_key, table, 1)) == version:
                 committed.append(table)
         error = (f"killed: its driver {driver} is gone; it had committed {', '.join(committed) or 'nothing'}; "
-                 f"superseded by {record_id}, which replaces the same partitions")
+                 + (f"superseded by {record_id}, which replaces the same partitions" if same_key else
+                    f"found by {record_id} (another {'day' if row['ds'] else 'run'}: rerun it to redo its work)"))
         closed = {**row.asDict(), "status": "failed", "error": error,
                   "finished_at": dt.datetime.now(dt.timezone.utc)}
         store.merge("job_runs", store.spark.createDataFrame([closed], contracts.load("job_runs").schema),
                     ["job", "run_id"])
-        repaired.append({"run_id": row["run_id"], "committed": committed})
+        repaired.append({"run_id": row["run_id"], "committed": committed, "same_key": same_key})
         log_event(log, "repair.dead_run", job=job, run_id=row["run_id"], driver=driver, committed=committed,
-                  superseded_by=record_id)
+                  superseded_by=record_id if same_key else None)
     return repaired

@@ -108,8 +108,17 @@ def _client(root: str):
     else:
         os.environ["MLFLOW_TRACKING_URI"] = before
     client = mlflow.MlflowClient()
-    if client.get_experiment_by_name(EXPERIMENT) is None:
-        artifacts = (local / "mlflow" / "artifacts").resolve().as_uri() if local is not None else None
+    artifacts = (local / "mlflow" / "artifacts").resolve().as_uri() if local is not None else None
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    if exp is not None and artifacts and uri and uri.startswith("sqlite:///") and exp.artifact_location != artifacts:
+        # a copied or moved warehouse: its store still names the original's artifact folder. Keep the old runs
+        # under a name that says where they came from; new runs write into this warehouse only.
+        with contextlib.suppress(Exception):
+            client.rename_experiment(exp.experiment_id, f"{EXPERIMENT} (before a move; artifacts at "
+                                                        f"{exp.artifact_location})"[:250])
+            log_event(log, "tracking.rehomed", old=exp.artifact_location, new=artifacts)
+            exp = None
+    if exp is None:
         with contextlib.suppress(Exception):  # a concurrent creator won
             client.create_experiment(EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(EXPERIMENT)  # TRL's MLflow callback logs to the run active here
@@ -188,9 +197,11 @@ def stage_run(root: str, stage: str, run_id: str, params: dict[str, Any]) -> Ite
             mlflow.end_run(status=status)
 
 
-def register_champion(root: str, registry: str, path: str, version: str, run_id: str) -> str | None:
-    """A registered model version for ``path`` (source: the folder) carrying the alias ``champion``; returns its
-    version number, or None when tracking is off or fails."""
+def register_champion(root: str, registry: str, path: str, version: str, run_id: str,
+                      alias: bool = True) -> str | None:
+    """A registered model version for ``path`` (source: the folder), carrying the alias ``champion`` unless
+    ``alias=False`` (a promotion moves it with :func:`set_champion_alias` once its decision has committed); returns
+    its version number, or None when tracking is off or fails."""
     if not enabled(root):
         return None
     try:
@@ -204,9 +215,22 @@ def register_champion(root: str, registry: str, path: str, version: str, run_id:
             pass  # exists
         mv = client.create_model_version(registry, source=Path(path).resolve().as_uri(),
                                          tags={"content_version": version, "taosr1.run_id": run_id})
-        client.set_registered_model_alias(registry, "champion", mv.version)
-        log_event(log, "tracking.champion", registry=registry, version=mv.version, model=version)
+        if alias:
+            client.set_registered_model_alias(registry, "champion", mv.version)
+            log_event(log, "tracking.champion", registry=registry, version=mv.version, model=version)
         return str(mv.version)
     except Exception as e:  # noqa: BLE001 - tracking never fails a job
         log_event(log, "tracking.error", what="register", error=f"{type(e).__name__}: {e}"[:300])
         return None
+
+
+def set_champion_alias(root: str, registry: str, mlflow_version: str | None) -> None:
+    """Point the registry's ``champion`` alias at a registered version (nothing when tracking is off)."""
+    if mlflow_version is None or not enabled(root):
+        return
+    try:
+        _, client = _client(root)
+        client.set_registered_model_alias(registry, "champion", mlflow_version)
+        log_event(log, "tracking.champion", registry=registry, version=mlflow_version)
+    except Exception as e:  # noqa: BLE001 - tracking never fails a job
+        log_event(log, "tracking.error", what="alias", error=f"{type(e).__name__}: {e}"[:300])

@@ -44,3 +44,14 @@ def test_raters_export_has_no_formula_cells_and_answers_read_the_original_ids(tm
     back.to_csv(tmp_path / "answers.csv", index=False, quoting=csv.QUOTE_ALL)
     answers = read_answers(str(tmp_path / "answers.csv"))
     assert list(answers["product_id"]) == [v.strip() for v in HOSTILE] and answers["reason"].isna().all()
+
+
+def test_an_answers_file_that_is_not_utf8_is_one_line(tmp_path):
+    import pytest
+
+    from taosr1.errors import InputError
+
+    path = tmp_path / "answers.csv"
+    path.write_bytes(b"query_id,product_id,rater_id,label\nq1,P\xff1,r1,3\n")
+    with pytest.raises(InputError, match=r"not UTF-8 \(byte 0xff at offset"):
+        read_answers(str(path))

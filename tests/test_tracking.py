@@ -66,3 +66,38 @@ def test_a_live_server_address_that_answers_anything_counts_as_alive(monkeypatch
         assert tracking.unusable(f"http://127.0.0.1:{srv.server_address[1]}") is None
     finally:
         srv.shutdown()
+
+
+def test_a_copied_warehouse_writes_nothing_outside_itself(spark, tmp_path, builtin_model):
+    """`cp -a` of a tracked warehouse: its evaluation and promotion write into the copy only, and the champion it
+    records lives inside the copy."""
+    import os
+    import shutil
+
+    from taosr1.evaluation.promote import crown
+    from taosr1.model.registry import champion
+    from tests.conftest import BACKEND, job, store_at
+
+    if BACKEND != "delta-rs":
+        pytest.skip("runs the embedded default")
+    orig = tmp_path / "orig"
+    store = store_at(spark, orig)
+    job(store, "load_labels", source="world")
+    shutil.copytree(builtin_model, orig / "models" / "judge")
+    crown(store, str(orig / "models" / "judge"), "first", "crown-1")
+    job(store, "evaluate", source="world", train_source="world", models={"judge": str(orig / "models" / "judge")},
+        max_pairs=30, embeddings=False, champion=True)
+    shutil.copytree(orig, tmp_path / "copy", symlinks=True)
+
+    def snapshot(root):
+        return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+    before = snapshot(orig)
+    copy = store_at(spark, tmp_path / "copy")
+    assert champion(copy.root).path == os.path.realpath(tmp_path / "copy" / "models" / "judge")
+    e = job(copy, "evaluate", source="world", train_source="world", models={"judge": champion(copy.root).path},
+            max_pairs=30, embeddings=False, champion=True)
+    job(copy, "promote_model", challenger=champion(copy.root).path, min_gain_macro_f1=-1, min_gain_ndcg_10=-1)
+    assert snapshot(orig) == before  # not one file of the original changed or appeared
+    reports = [p for p in (tmp_path / "copy" / "mlflow" / "artifacts").rglob(f"{e.run_id}.html")]
+    assert reports, "the copy's evaluation report is in the copy's artifacts"

@@ -84,3 +84,29 @@ def test_user_source_names_a_missing_column(tmp_path, world):
     labels.to_parquet(tmp_path / "l.parquet")
     with pytest.raises(InputError, match="table 'products' has no column 'title'"):
         load_source("user", products_path=str(tmp_path / "p.parquet"), labels_path=str(tmp_path / "l.parquet"))
+
+
+def test_a_hostile_user_set_is_reported_in_one_pass_with_row_numbers(tmp_path):
+    """NUL, newline and DEL in ids, a 2 MiB title, a conflicting pair: every problem at once, each with its 1-based
+    row; ``3`` and ``3.0`` on one pair are the same label, not a conflict."""
+    from taosr1.data.user_set import user_set
+    from taosr1.errors import InputError
+
+    rows = [("drill", "u-c\x00tl", "Drill A", "3"), ("drill", "u-c", "Drill B", "3"),
+            ("saw", "p\nq", "Saw", "2"), ("saw", "p\x7fq", "Saw 2", "2"), ("hammer", "h1", "x" * (2 << 20), "4"),
+            ("nail", "n1", "Nails", "3"), ("nail", "n1", "Nails", "3.0"), ("nail", "n1", "Nails", "2")]
+    path = tmp_path / "ours.csv"
+    pd.DataFrame(rows, columns=["query", "product_id", "title", "label"]).to_csv(path, index=False)
+    with pytest.raises(InputError) as e:
+        user_set(str(path), "ours")
+    msg = str(e.value)
+    assert "5 problem(s)" in msg, msg
+    assert "row 1: product_id 'u-c\\x00tl' contains the control character U+0000" in msg
+    assert "row 3: product_id 'p\\nq' contains the control character U+000A" in msg
+    assert "row 4: product_id 'p\\x7fq' contains the control character U+007F" in msg
+    assert "row 5: title is 2,097,152 characters; the cap is 1,000" in msg
+    assert "row 8: pair ('nail', n1) has label 2, but row 6 gave it 3" in msg
+    ok = pd.DataFrame(rows[5:7], columns=["query", "product_id", "title", "label"])
+    ok.to_csv(path, index=False)
+    products, labels = user_set(str(path), "ours")
+    assert len(labels) == 1 and labels["label"].iloc[0] == 3

@@ -47,7 +47,11 @@ def read_answers(path: str) -> pd.DataFrame:
             except (json.JSONDecodeError, AttributeError):
                 rows.append({"raw": line, "source_row": i, "reason": "malformed_row"})
     elif p.suffix == ".csv":
-        df = read_csv_text(p)  # the export's escapes undone
+        try:
+            df = read_csv_text(p)  # the export's escapes undone
+        except UnicodeDecodeError as e:
+            raise InputError(f"answers file {path}: not UTF-8 (byte 0x{e.object[e.start]:02x} at offset "
+                             f"{e.start}); save it as UTF-8") from e
         missing = [c for c in FIELDS if c not in df.columns]
         if missing:
             raise InputError(f"answers file {path} lacks column(s) {missing}")

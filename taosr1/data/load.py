@@ -63,7 +63,28 @@ class LoadLabels(Stage[LoadLabelsParams]):
         name = p.name or (p.source if p.split == "train" else f"{p.source}-{p.split}")
         if name != p.source:
             products, labels = products.assign(source=name), labels.assign(source=name)
+        if p.source == "user":
+            _check_catalog_clashes(ctx, products, name, p.labels or p.products or "")
         publish_judgments(ctx, products, labels, name)
+
+
+def _check_catalog_clashes(ctx: Context, products: pd.DataFrame, source: str, path: str) -> None:
+    """A product id means one product: a user set that reuses another source's id with another title is refused
+    (otherwise which title scoring sees would be left to chance)."""
+    from pyspark.sql import functions as F
+
+    if not ctx.store.exists("products") or products.empty:
+        return
+    ours = ctx.spark.createDataFrame(products[["product_id", "title"]].astype(str)).withColumnRenamed("title", "t")
+    clash = (ctx.store.read("products").where(F.col("source") != source).select("product_id", "title", "source")
+             .join(ours, "product_id").where(F.col("title") != F.col("t")).limit(21).toPandas())
+    if clash.empty:
+        return
+    rows = products.attrs.get("rows", {})
+    lines = [f"row {rows.get(r.product_id, '?')}: product_id {r.product_id} is {r.title[:40]!r} in source "
+             f"'{r.source}' but {r.t[:40]!r} here" for r in clash.head(20).itertuples()]
+    raise InputError(f"{path}: {len(clash)}{'+' if len(clash) > 20 else ''} product id(s) already name another "
+                     f"product (one product per id; rename yours):\n" + "\n".join(lines))
 
 
 def publish_judgments(ctx: Context, products: pd.DataFrame, labels: pd.DataFrame, source: str) -> None:

@@ -8,6 +8,7 @@ is reported at once, each with its row number (the data row, 1-based, as a sprea
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -27,6 +28,9 @@ OPTIONAL = ("query_id", "category", "brand", "price", "attributes", "description
 SCALES: dict[str, Callable[[object], int]] = {
     "1-4": lambda v: from_rating_1_4(_int(v)), "1-3": lambda v: from_three_level(_int(v)), "esci": from_esci}
 MAX_PROBLEMS = 20
+CAPS = {"query": 500, "title": 1_000, "category": 500, "brand": 200, "description": 20_000}  # characters
+ID_COLUMNS = ("product_id", "query_id")
+_CONTROL = {*range(0x00, 0x20), 0x7F}
 
 
 def _int(v: object) -> int:
@@ -44,7 +48,10 @@ def read_table(path: str) -> pd.DataFrame:
     suffix = p.suffix.lower()
     try:
         if suffix == ".csv":
-            return pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""])
+            # the Python parser: the C one ends a field at a NUL byte, so distinct ids would collapse unseen; long
+            # fields are read whole so the caps below can report them
+            csv.field_size_limit(max(csv.field_size_limit(), 1 << 28))
+            return pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""], engine="python")
         if suffix in (".jsonl", ".ndjson"):
             return pd.read_json(p, lines=True, dtype=False)
         if suffix == ".parquet":
@@ -89,8 +96,19 @@ def user_set(path: str, name: str, scale: Scale = "1-4") -> tuple[pd.DataFrame, 
     problems: list[str] = []
     products: dict[str, dict] = {}
     labels: list[dict] = []
+    first_row: dict[tuple[str, str], tuple[int, int]] = {}  # pair -> (row, level) of its first label
     for i, rec in enumerate(raw.to_dict("records"), start=1):
         row_problems = [f"row {i}: {c} is empty" for c in REQUIRED if _blank(rec.get(c))]
+        for c in ID_COLUMNS:
+            v = rec.get(c)
+            bad = next((ch for ch in str(v) if ord(ch) in _CONTROL), None) if not _blank(v) else None
+            if bad is not None:
+                row_problems.append(f"row {i}: {c} {str(v)[:40]!r} contains the control character "
+                                    f"U+{ord(bad):04X} (ids are printable text)")
+        for c, cap in CAPS.items():
+            v = rec.get(c)
+            if isinstance(v, str) and len(v) > cap:
+                row_problems.append(f"row {i}: {c} is {len(v):,} characters; the cap is {cap:,}")
         level = price = attrs = None
         if not _blank(rec.get("label")):
             try:
@@ -119,10 +137,16 @@ def user_set(path: str, name: str, scale: Scale = "1-4") -> tuple[pd.DataFrame, 
                    "description": None if _blank(rec.get("description")) else clean_text(rec["description"]),
                    "source": name}
         if pid in products and products[pid]["title"] != product["title"]:
-            problems.append(f"row {i}: product {pid} has another title than on an earlier row")
+            problems.append(f"row {i}: product {pid} has another title than on row {products[pid]['_row']}")
             continue
-        products[pid] = product
+        products.setdefault(pid, {**product, "_row": i})
         qid = str(rec["query_id"]).strip() if not _blank(rec.get("query_id")) else query_id_of(query)
+        seen = first_row.get((qid, pid))
+        if seen is not None and seen[1] != level:
+            problems.append(f"row {i}: pair ({query[:40]!r}, {pid}) has label {level}, but row {seen[0]} gave "
+                            f"it {seen[1]} (one label per pair)")
+            continue
+        first_row.setdefault((qid, pid), (i, level))
         labels.append({"query_id": qid, "query": query, "product_id": pid, "label": level,
                        "raw_label": str(rec["label"]).strip(), "label_source": f"user_{scale}", "query_type": None,
                        "source": name})
@@ -131,14 +155,11 @@ def user_set(path: str, name: str, scale: Scale = "1-4") -> tuple[pd.DataFrame, 
         raise InputError(f"{path}: {len(problems)} problem(s):\n" + "\n".join(problems[:MAX_PROBLEMS]) + more)
     if not labels:
         raise InputError(f"{path}: no rows")
-    lab = pd.DataFrame(labels).drop_duplicates(["query_id", "product_id", "raw_label"])
-    dup = lab.duplicated(["query_id", "product_id"], keep=False)
-    if dup.any():
-        first = lab[dup].iloc[0]
-        raise InputError(f"{path}: pair ({first['query']!r}, {first['product_id']}) has conflicting labels; "
-                         f"give one label per pair")
+    lab = pd.DataFrame(labels).drop_duplicates(["query_id", "product_id"])  # the same level: the same label
     if unknown:
         from taosr1.obs import get_logger, log_event
 
         log_event(get_logger(__name__), "user_set.ignored_columns", columns=unknown)
-    return pd.DataFrame(list(products.values())), lab.reset_index(drop=True)
+    out = pd.DataFrame([{k: v for k, v in p.items() if k != "_row"} for p in products.values()])
+    out.attrs["rows"] = {pid: p["_row"] for pid, p in products.items()}  # for problems found later (catalog clashes)
+    return out, lab.reset_index(drop=True)

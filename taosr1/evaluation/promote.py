@@ -5,6 +5,11 @@ same pairs, it beats the champion by the configured margins in macro-F1 *and* ND
 a row of ``gold/model_promotions`` with its reason, and the run ends green: losing is a result, not a failure.
 With no champion yet the challenger is promoted. Where MLflow is installed the champion is also the registered
 model version carrying the alias ``champion``.
+
+A champion change is a compare-and-swap on the champion the run read: each promotion commits with the Delta
+application transaction ``taosr1/champion/<registry>`` at one more than the version it read, so of two promotions
+that decided against the same champion only the first commit lands (Delta refuses the second's, or its retry sees
+the newer version and skips); the loser records a refusal, moves no alias and ends green.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from pyspark.sql import functions as F
 
 from taosr1 import contracts
 from taosr1.errors import InputError
-from taosr1.io.tables import TableStore
+from taosr1.io.tables import TableStore, Txn, WriteResult
 from taosr1.job import Context, Params, Stage
-from taosr1.model.registry import REGISTRY, Champion, champion
+from taosr1.model.registry import REGISTRY, Champion, champion, resolved_path, stored_path
 from taosr1.obs import get_logger, log_event
 
 log = get_logger(__name__)
@@ -85,11 +90,12 @@ def decide(ev: Evidence, p: PromoteParams, same_model: bool) -> tuple[bool, str]
 
 def decision_row(run_id: str, registry: str, promoted: bool, reason: str, path: str, version: str,
                  champ: Champion | None, ev: Evidence | None = None, p: PromoteParams | None = None,
-                 mlflow_version: str | None = None) -> dict:
-    """One ``model_promotions`` row."""
+                 mlflow_version: str | None = None, root: str | None = None) -> dict:
+    """One ``model_promotions`` row (model folders inside the warehouse ``root`` recorded relative to it)."""
+    rel = (lambda x: stored_path(root, x)) if root else (lambda x: x)  # noqa: E731
     return dict(decided_at=dt.datetime.now(dt.timezone.utc), run_id=run_id, registry=registry, promoted=promoted,
-                reason=reason, challenger_path=path, challenger_version=version,
-                champion_path=champ.path if champ else None, champion_version=champ.version if champ else None,
+                reason=reason, challenger_path=rel(path), challenger_version=version,
+                champion_path=rel(champ.path) if champ else None, champion_version=champ.version if champ else None,
                 eval_id=ev.eval_id if ev else None,
                 challenger_macro_f1=ev.challenger["macro_f1"] if ev else None,
                 champion_macro_f1=ev.champion["macro_f1"] if ev and ev.champion else None,
@@ -99,17 +105,40 @@ def decision_row(run_id: str, registry: str, promoted: bool, reason: str, path: 
                 min_gain_ndcg_10=p.min_gain_ndcg_10 if p else None, mlflow_version=mlflow_version)
 
 
+def champion_txn(registry: str) -> str:
+    """The app id whose version counts the registry's promotions (the compare-and-swap's expected value)."""
+    return f"taosr1/champion/{registry}"
+
+
+def read_champion(store: TableStore, registry: str) -> tuple[Champion | None, int]:
+    """The champion and the promotion count it belongs to (the count first: a promotion landing in between makes
+    this run's swap fail, never succeed on a stale read)."""
+    seq = store.txn_version("model_promotions", champion_txn(registry)) or 0
+    return champion(store.root, registry), seq
+
+
+def swap_champion(store: TableStore, row: dict, seq: int) -> WriteResult:
+    """Commit a promotion row only if no other promotion of its registry committed since ``seq`` was read
+    (``skipped`` in the result: another one did, nothing was written)."""
+    df = store.spark.createDataFrame([row], contracts.load("model_promotions").schema)
+    return store.write("model_promotions", df, txn=Txn(champion_txn(row["registry"]), seq + 1))
+
+
 def crown(store: TableStore, path: str, reason: str, run_id: str, registry: str = REGISTRY) -> Champion:
     """Make ``path`` the champion without a contest (the demo's first scorer, an operator's explicit choice)."""
     from taosr1.model.reference import ModelRef
-    from taosr1.tracking import register_champion
+    from taosr1.tracking import register_champion, set_champion_alias
 
     version = ModelRef.resolve(path).version
-    mv = register_champion(store.root, registry, path, version, run_id)
-    row = decision_row(run_id, registry, True, reason, str(Path(path).resolve()), version,
-                       champion(store.root, registry), mlflow_version=mv)
-    store.write("model_promotions", store.spark.createDataFrame([row], contracts.load("model_promotions").schema))
-    return Champion(path=row["challenger_path"], version=version, decided_at=str(row["decided_at"]), run_id=run_id,
+    champ, seq = read_champion(store, registry)
+    mv = register_champion(store.root, registry, path, version, run_id, alias=False)
+    row = decision_row(run_id, registry, True, reason, str(Path(path).resolve()), version, champ, mlflow_version=mv,
+                       root=store.root)
+    if swap_champion(store, row, seq).skipped:
+        raise InputError(f"another promotion of {registry} committed while crowning {path}: the champion is now "
+                         f"{champion(store.root, registry).path}; crown again if this model should replace it")
+    set_champion_alias(store.root, registry, mv)
+    return Champion(path=resolved_path(store.root, row["challenger_path"]), version=version, decided_at=str(row["decided_at"]), run_id=run_id,
                     reason=reason)
 
 
@@ -124,16 +153,34 @@ class PromoteModel(Stage[PromoteParams]):
 
     def run(self, ctx: Context, p: PromoteParams) -> None:
         from taosr1.model.reference import ModelRef
-        from taosr1.tracking import register_champion
+        from taosr1.tracking import register_champion, set_champion_alias
 
         path = str(Path(p.challenger).resolve())
         version = ModelRef.resolve(path).version
-        champ = champion(ctx.store.root, p.registry)
+        champ, seq = read_champion(ctx.store, p.registry)
         ev = latest_evidence(ctx.store, version, champ)
         promoted, reason = decide(ev, p, same_model=champ is not None and champ.version == version)
-        mv = register_champion(ctx.store.root, p.registry, path, version, ctx.run_id) if promoted else None
-        row = decision_row(ctx.run_id, p.registry, promoted, reason, path, version, champ, ev, p, mv)
-        ctx.write("model_promotions", ctx.spark.createDataFrame([row], contracts.load("model_promotions").schema))
+        schema = contracts.load("model_promotions").schema
+        if promoted:
+            mv = register_champion(ctx.store.root, p.registry, path, version, ctx.run_id, alias=False)
+            w = swap_champion(ctx.store, decision_row(ctx.run_id, p.registry, True, reason, path, version, champ,
+                                                      ev, p, mv, root=ctx.store.root), seq)
+            if w.skipped:  # lost the swap: record the refusal, publish nothing
+                now = champion(ctx.store.root, p.registry)
+                promoted = False
+                reason = (f"refused: another promotion (champion {now.version if now else None}) committed while "
+                          f"this run decided against {champ.version if champ else 'no champion'}; evaluate "
+                          f"against the new champion")
+                ctx.write("model_promotions", ctx.spark.createDataFrame(
+                    [decision_row(ctx.run_id, p.registry, False, reason, path, version, champ, ev, p,
+                                  root=ctx.store.root)], schema))
+            else:
+                ctx.report.versions["model_promotions"] = w.version
+                set_champion_alias(ctx.store.root, p.registry, mv)
+        else:
+            ctx.write("model_promotions", ctx.spark.createDataFrame(
+                [decision_row(ctx.run_id, p.registry, False, reason, path, version, champ, ev, p,
+                              root=ctx.store.root)], schema))
         c = ctx.report.counts
         c.rows_in = c.kept = 1
         ctx.report.info.update(promoted=promoted, reason=reason, eval_id=ev.eval_id)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import abc
 import os
+import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -32,6 +34,36 @@ from taosr1.obs import get_logger, log_event
 log = get_logger(__name__)
 
 Mode = Literal["append", "overwrite"]
+
+# Optimistic-concurrency conflicts of delta-rs and Delta Lake: another writer committed first; retry on the new
+# snapshot, as Delta's own writers do. ConcurrentTransaction (the same application id) is not one: the other
+# writer did this write already, and the retry's app-transaction check sees it and skips.
+CONFLICTS = ("CommitFailedError", "ConcurrentAppendException", "ConcurrentDeleteReadException",
+             "ConcurrentDeleteDeleteException", "ConcurrentWriteException", "MetadataChangedException",
+             "DeltaConcurrentModificationException", "ConcurrentTransactionException")
+COMMIT_ATTEMPTS = int(os.environ.get("TAOSR1_COMMIT_ATTEMPTS", "8"))
+
+
+def is_conflict(e: BaseException) -> bool:
+    """A concurrent writer's commit won this one's version (the table is fine; try again)."""
+    names = {t.__name__ for t in type(e).__mro__}
+    return bool(names & set(CONFLICTS)) or any(n in str(e)[:2000] for n in CONFLICTS[1:])
+
+
+def with_commit_retries(table: str, fn, attempts: int | None = None):  # noqa: ANN001, ANN201 - any commit
+    """``fn()``, again on a fresh snapshot after a concurrent writer's conflict (jittered back-off, bounded)."""
+    attempts = attempts or COMMIT_ATTEMPTS
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - re-raised unless it is a conflict
+            if not is_conflict(e) or i == attempts - 1:
+                raise
+            wait = min(2.0, 0.05 * 2 ** i) * (0.5 + random.random())
+            log_event(log, "table.commit_retry", table=table, attempt=i + 1, wait_s=round(wait, 2),
+                      error=type(e).__name__)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -166,12 +198,18 @@ class TableStore(abc.ABC):
             if unknown:
                 raise SchemaViolation(table, unknown[0], f"replace= names a column that is not a partition column "
                                                          f"(partitions: {list(c.partition_by)})")
-        done = self.txn_version(table, txn.app_id) if txn is not None else None
-        if txn is not None and done is not None and done >= txn.version:  # this run's, or a newer run's, commit
-            log_event(log, "table.commit_skipped", table=table, app_id=txn.app_id, txn_version=txn.version,
-                      table_txn_version=done)
-            return WriteResult(table, self.version(table) or 0, 0, 0, dict(replace or {}), skipped=True)
-        result = self._write(c, df, mode, dict(replace or {}), txn)
+
+        def attempt() -> WriteResult:
+            done = self.txn_version(table, txn.app_id) if txn is not None else None
+            if txn is not None and done is not None and done >= txn.version:  # this run's, or a newer run's, commit
+                log_event(log, "table.commit_skipped", table=table, app_id=txn.app_id, txn_version=txn.version,
+                          table_txn_version=done)
+                return WriteResult(table, self.version(table) or 0, 0, 0, dict(replace or {}), skipped=True)
+            return self._write(c, df, mode, dict(replace or {}), txn)
+
+        result = with_commit_retries(table, attempt)
+        if result.skipped:
+            return result
         log_event(log, "table.commit", table=table, backend=self.backend, version=result.version,
                   rows=result.rows, files=result.files, mode=mode, replace=dict(replace or {}),
                   **({"app_id": txn.app_id} if txn else {}))
@@ -183,8 +221,9 @@ class TableStore(abc.ABC):
         c = contracts.load(table)
         df = c.conform(df)
         if not self.exists(table):
-            return self._write(c, df, "append", {})
-        result = self._merge(c, df, list(keys))
+            return with_commit_retries(table, lambda: self._write(c, df, "append", {}) if not self.exists(table)
+                                       else self._merge(c, df, list(keys)))
+        result = with_commit_retries(table, lambda: self._merge(c, df, list(keys)))
         log_event(log, "table.merge", table=table, backend=self.backend, version=result.version, rows=result.rows)
         _crash_point()
         return result

@@ -18,7 +18,10 @@ from typing import Any
 
 from taosr1.errors import InputError
 from taosr1.model.loading import CARD, stamp_identity
+from taosr1.obs import get_logger
 from taosr1.prompts.template import PromptVariant, label_token_ids
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,33 @@ def _gguf_field(path: Path, key: str) -> str | None:
     return str(field.contents()) if field is not None else None
 
 
+def _check_folder(path: Path) -> dict:
+    """The folder's config, refused with one line where the project would not load it: no config, no safetensors
+    weights (pickled ``.bin`` is never loaded), or an architecture only remote code defines."""
+    from transformers import CONFIG_MAPPING
+
+    from taosr1.model.loading import WEIGHT_SUFFIXES
+
+    if not (path / "config.json").is_file():
+        raise InputError(f"{path}: not a model folder (no config.json)")
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}/config.json: not valid JSON ({e})") from e
+    if not any(f.suffix in WEIGHT_SUFFIXES for f in path.iterdir()):
+        pickled = sorted(f.name for f in path.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
+        raise InputError(f"{path}: no .safetensors weights" + (f" (only pickled {', '.join(pickled[:3])}, which are "
+                         "never loaded: convert them to safetensors where you trust them)" if pickled else ""))
+    if config.get("model_type") not in CONFIG_MAPPING:
+        raise InputError(f"{path}: model_type {config.get('model_type')!r} is defined only by the folder's own code "
+                         f"(auto_map); remote code is never run")
+    return config
+
+
 def _load_folder(path: Path, dtype: str) -> tuple[Any, Any]:
     from taosr1.model.loading import load_causal_lm, load_tokenizer
 
+    _check_folder(path)
     return load_tokenizer(path), load_causal_lm(path, dtype)
 
 
@@ -86,7 +113,21 @@ def import_model(source: str | Path, out: str | Path, *, name: str | None = None
     src = Path(source).expanduser()
     if not src.exists():
         raise InputError(f"{src} does not exist")
-    tok, model = _load_gguf(src, dtype) if src.is_file() and src.suffix == ".gguf" else _load_folder(src, dtype)
+    if src.is_file() and src.suffix == ".gguf":
+        try:
+            tok, model = _load_gguf(src, dtype)
+        except InputError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a truncated or foreign file: one line, the stack in the log
+            log.debug("gguf load failed", exc_info=True)
+            raise InputError(f"{src}: not a readable GGUF model ({type(e).__name__}: {str(e)[:200]})") from e
+    elif src.is_dir():
+        tok, model = _load_folder(src, dtype)
+    else:
+        raise InputError(f"{src}: expected a .gguf file or a model folder")
+    for key in ("auto_map",):  # a standard architecture saved with remote-code pointers: keep the weights only
+        if hasattr(model.config, key):
+            delattr(model.config, key)
     if getattr(tok, "chat_template", None) in (None, ""):
         raise InputError(f"{src}: its tokenizer has no chat template; the project's prompts are chat messages")
     try:

@@ -27,6 +27,30 @@ class Champion:
     reason: str
 
 
+def stored_path(root: str, path: str) -> str:
+    """A model folder as the warehouse records it: relative to the warehouse when inside it (so a copied or moved
+    warehouse is self-contained), else absolute."""
+    base = _local(root)
+    full = os.path.realpath(path)
+    if base is not None and (full + "/").startswith(os.path.realpath(base).rstrip("/") + "/"):
+        return os.path.relpath(full, os.path.realpath(base))
+    return full
+
+
+def resolved_path(root: str, recorded: str) -> str:
+    """The folder a recorded path names, for the warehouse at ``root`` (relative paths are inside it)."""
+    if os.path.isabs(recorded) or "://" in recorded:
+        return recorded
+    base = _local(root)
+    return os.path.join(os.path.realpath(base), recorded) if base is not None else f"{root.rstrip('/')}/{recorded}"
+
+
+def _local(root: str) -> str | None:
+    if root.startswith("file://"):
+        return root[len("file://"):]
+    return None if "://" in root else root
+
+
 def champion(root: str, registry: str = REGISTRY) -> Champion | None:
     """The latest promoted model of ``registry`` in the warehouse at ``root`` (None: no decision yet)."""
     from deltalake import DeltaTable
@@ -42,7 +66,7 @@ def champion(root: str, registry: str = REGISTRY) -> Champion | None:
     if rows.empty:
         return None
     top = rows.sort_values(["decided_at", "run_id"]).iloc[-1]
-    return Champion(path=str(top["challenger_path"]), version=str(top["challenger_version"]),
+    return Champion(path=resolved_path(root, str(top["challenger_path"])), version=str(top["challenger_version"]),
                     decided_at=str(top["decided_at"]), run_id=str(top["run_id"]), reason=str(top["reason"]))
 
 
