@@ -31,7 +31,8 @@ def _split(pair_rows, n_train=160, n_dev=48):
 
 @pytest.fixture(scope="module")
 def fitted(builtin_model, pair_rows, tmp_path_factory):
-    """LP, then one layer fine-tuned for one epoch, saved as a model folder."""
+    """The model cut after its first decoder layer, LP, then that layer fine-tuned for one epoch, saved as a model
+    folder."""
     tok, variant = load_tokenizer(builtin_model), prompt_variant(builtin_model)
     model = load_causal_lm(builtin_model, "float32")
     train, dev = _split(pair_rows)
@@ -39,7 +40,8 @@ def fitted(builtin_model, pair_rows, tmp_path_factory):
     res = train_readout(model, label_token_ids(tok), pair_prompts(train, tok, variant),
                         train["label"].to_numpy(dtype=int), pair_prompts(dev, tok, variant),
                         dev["label"].to_numpy(dtype=int),
-                        ReadoutConfig(train_layers=1, epochs=1, batch_size=16, learning_rate=1e-3, curve_every=64),
+                        ReadoutConfig(keep_layers=1, train_layers=1, epochs=1, batch_size=16, learning_rate=1e-3,
+                                      curve_every=64),
                         str(out) + "-run")
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
@@ -62,6 +64,7 @@ def test_the_saved_model_is_a_plain_causal_lm_with_its_own_label_rows(fitted, bu
     out, res, dev = fitted
     cfg = json.loads((out / "config.json").read_text())
     assert cfg.get("tie_word_embeddings") is False  # its own head: the label rows changed, the embedding did not
+    assert cfg["num_hidden_layers"] == 1 and len(cfg.get("layer_types") or [None]) == 1  # cut after layer 1 of 2
     base = load_causal_lm(builtin_model, "float32")
     new = load_causal_lm(out, "float32")
     ids = label_token_ids(load_tokenizer(out))
@@ -144,7 +147,8 @@ def test_a_delta_adapter_carries_the_read_out_model_in_a_few_tensors(fitted, bui
     ad = write_delta_adapter(builtin_model, out, tmp_path / "ad", name="t", data="tiny", training={})
     card = json.loads((ad / ADAPTER_CARD).read_text())
     assert card["kind"] == "delta" and "label_rows" in card["tensors"]
-    assert all(".layers." not in k or f".layers.{_last_layer(builtin_model)}." in k for k in card["tensors"])
+    assert card["keep_layers"] == 1 < _last_layer(builtin_model) + 1  # the cut travels with the adapter
+    assert all(".layers." not in k or ".layers.0." in k for k in card["tensors"])  # only the kept, trained layer
     applied = apply_adapter(builtin_model, ad, tmp_path / "applied")
     np.testing.assert_allclose(_engine_probs("hf", applied, dev), res.dev_probs, atol=5e-3)
     assert (ad / DELTA_FILE).stat().st_size < (out / "model.safetensors").stat().st_size / 2

@@ -7,14 +7,18 @@ With no champion yet the challenger is promoted. Where MLflow is installed the c
 model version carrying the alias ``champion``.
 
 A champion change is a compare-and-swap on the champion the run read: each promotion commits with the Delta
-application transaction ``taosr1/champion/<registry>`` at one more than the version it read, so of two promotions
-that decided against the same champion only the first commit lands (Delta refuses the second's, or its retry sees
-the newer version and skips); the loser records a refusal, moves no alias and ends green.
+application transaction ``taosr1/champion/<registry>`` at one more than the version it read, checked and committed
+under the registry's lock (a local warehouse), so of two promotions that decided against the same champion only the
+first lands; the loser records a refusal, moves no alias and ends green.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,11 +121,52 @@ def read_champion(store: TableStore, registry: str) -> tuple[Champion | None, in
     return champion(store.root, registry), seq
 
 
+@contextlib.contextmanager
+def champion_lock(root: str, registry: str, timeout_s: float = 120.0) -> Iterator[None]:
+    """The registry's promotions one at a time in a local warehouse: an exclusively created lock file naming its
+    driver (a provably dead driver's lock is taken over). Object-store warehouses rely on the app transaction."""
+    from taosr1.io.liveness import driver_gone, driver_id
+
+    local = None if "://" in root and not root.startswith("file://") else root.removeprefix("file://")
+    if local is None:
+        yield
+        return
+    folder = Path(local) / "_locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / f"champion-{registry}.lock"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            with os.fdopen(fd, "w") as f:
+                f.write(driver_id())
+            break
+        except FileExistsError:
+            try:
+                owner = lock.read_text()
+            except FileNotFoundError:
+                continue
+            if driver_gone(owner):
+                lock.unlink(missing_ok=True)
+                continue
+            if time.monotonic() > deadline:
+                raise InputError(f"another promotion of {registry} holds {lock} ({owner}) for over {timeout_s:g} s")
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
 def swap_champion(store: TableStore, row: dict, seq: int) -> WriteResult:
     """Commit a promotion row only if no other promotion of its registry committed since ``seq`` was read
     (``skipped`` in the result: another one did, nothing was written)."""
     df = store.spark.createDataFrame([row], contracts.load("model_promotions").schema)
-    return store.write("model_promotions", df, txn=Txn(champion_txn(row["registry"]), seq + 1))
+    app = champion_txn(row["registry"])
+    with champion_lock(store.root, row["registry"]):
+        if (store.txn_version("model_promotions", app) or 0) != seq:
+            return WriteResult("model_promotions", store.version("model_promotions") or 0, 0, 0, {}, skipped=True)
+        return store.write("model_promotions", df, txn=Txn(app, seq + 1))
 
 
 def crown(store: TableStore, path: str, reason: str, run_id: str, registry: str = REGISTRY) -> Champion:

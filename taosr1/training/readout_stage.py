@@ -29,6 +29,9 @@ class ReadoutParams(Params):
     base: str = Field(description="Model folder to start from (e.g. `taosr1 model import` output).")
     out: str = Field(description="Output model folder (read-out, then fine-tuned when --train-layers > 0).")
     readout_out: str | None = Field(default=None, description="Also save the read-out-only model here.")
+    keep_layers: int = Field(default=0, ge=0, description="Cut the model after this many decoder layers before the "
+                             "read-out (0 = all; SmolLM2-135M reads the label best near layer 15 of 30, see "
+                             "bench/layer_probe.py).")
     train_layers: int = Field(default=4, ge=0, description="Fine-tune the top N decoder layers after the read-out "
                               "(0 = the read-out only).")
     epochs: float = Field(default=3.0, gt=0, description="Passes over the train pairs during the fine-tune.")
@@ -86,7 +89,7 @@ class TrainReadout(Stage[ReadoutParams]):
         tok = load_tokenizer(p.base)
         variant = prompt_variant(p.base)
         model = load_causal_lm(p.base, "float32")
-        cfg = ReadoutConfig(train_layers=p.train_layers, epochs=p.epochs, learning_rate=p.learning_rate,
+        cfg = ReadoutConfig(keep_layers=p.keep_layers, train_layers=p.train_layers, epochs=p.epochs, learning_rate=p.learning_rate,
                             batch_size=p.batch_size, curve_every=p.curve_every, seed=p.seed)
         tracker = ctx.tracker
 
