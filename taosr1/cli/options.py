@@ -15,13 +15,13 @@ console = Console(stderr=False)
 USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError,)
 
 
-def open_cli_store(warehouse: str | None, backend: str | None, app_name: str):
+def open_cli_store(warehouse: str | None, backend: str | None, app_name: str, conf: dict | None = None):
     from taosr1.config import Settings
     from taosr1.io import open_store
     from taosr1.spark import get_spark
 
     settings = validated(Settings.from_env, warehouse=warehouse, table_backend=backend)
-    spark = get_spark(app_name)
+    spark = get_spark(app_name, conf=conf) if conf else get_spark(app_name)
     return spark, open_store(spark, settings)
 
 
