@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -146,7 +147,7 @@ def vllm_server(builtin_model, tmp_path_factory):
                              "--served-model-name", "builtin", "--host", "127.0.0.1", "--port", str(port),
                              "--dtype", "float32", "--enforce-eager", "--max-model-len", "1024",
                              "--gpu-memory-utilization", "0.1"], env=env, stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, start_new_session=True)  # its engine core dies with it
     import urllib.request
 
     deadline = time.time() + 240
@@ -159,14 +160,19 @@ def vllm_server(builtin_model, tmp_path_factory):
         except OSError:
             time.sleep(1)
     else:
-        proc.kill()
+        os.killpg(proc.pid, 9)
         raise TimeoutError("vLLM server did not come up:\n" + log.read_text()[-3000:])
     yield f"http://127.0.0.1:{port}/v1"
-    proc.terminate()
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and its EngineCore child: an orphan would spin a core
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.mark.slow

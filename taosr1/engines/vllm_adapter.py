@@ -98,4 +98,15 @@ class VLLMEngine(Engine):
         return results
 
     def close(self) -> None:
-        del self.llm
+        """Stop the engine core process now (left to the garbage collector it can outlive the engine, spinning
+        a CPU core), then drop the engine."""
+        import contextlib
+        import gc
+
+        llm = self.__dict__.pop("llm", None)
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        with contextlib.suppress(Exception):
+            if core is not None:
+                core.shutdown()
+        del llm
+        gc.collect()
