@@ -59,7 +59,8 @@ def main() -> None:
         shutil.rmtree(staging)
     write_delta_adapter(base, trained, staging, name="smollm2-world",
                         data=f"sample world corpus {corpus}, train split (every pair, class-weighted)",
-                        training={"keep_layers": args.keep_layers, "train_layers": args.train_layers, "epochs": args.epochs,
+                        training={"keep_layers": args.keep_layers, "train_layers": args.train_layers,
+                                  "epochs": args.epochs,
                                   "learning_rate": args.learning_rate, "readout_c": ro.info["c"]})
     applied = wh / "models" / "smollm2-world"
     apply_adapter(base, staging, applied)  # what the demo will score with, evaluated as such

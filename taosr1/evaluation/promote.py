@@ -183,7 +183,8 @@ def crown(store: TableStore, path: str, reason: str, run_id: str, registry: str 
         raise InputError(f"another promotion of {registry} committed while crowning {path}: the champion is now "
                          f"{champion(store.root, registry).path}; crown again if this model should replace it")
     set_champion_alias(store.root, registry, mv)
-    return Champion(path=resolved_path(store.root, row["challenger_path"]), version=version, decided_at=str(row["decided_at"]), run_id=run_id,
+    return Champion(path=resolved_path(store.root, row["challenger_path"]), version=version,
+                    decided_at=str(row["decided_at"]), run_id=run_id,
                     reason=reason)
 
 

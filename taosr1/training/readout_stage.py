@@ -89,7 +89,8 @@ class TrainReadout(Stage[ReadoutParams]):
         tok = load_tokenizer(p.base)
         variant = prompt_variant(p.base)
         model = load_causal_lm(p.base, "float32")
-        cfg = ReadoutConfig(keep_layers=p.keep_layers, train_layers=p.train_layers, epochs=p.epochs, learning_rate=p.learning_rate,
+        cfg = ReadoutConfig(keep_layers=p.keep_layers, train_layers=p.train_layers, epochs=p.epochs,
+                            learning_rate=p.learning_rate,
                             batch_size=p.batch_size, curve_every=p.curve_every, seed=p.seed)
         tracker = ctx.tracker
 
