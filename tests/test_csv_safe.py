@@ -43,7 +43,9 @@ def test_raters_export_has_no_formula_cells_and_answers_read_the_original_ids(tm
     back = pd.read_csv(path, dtype=str, keep_default_na=False).assign(rater_id="r1", label="3")
     back.to_csv(tmp_path / "answers.csv", index=False, quoting=csv.QUOTE_ALL)
     answers = read_answers(str(tmp_path / "answers.csv"))
-    assert list(answers["product_id"]) == [v.strip() for v in HOSTILE] and answers["reason"].isna().all()
+    ok = answers["reason"].isna()
+    assert list(answers.loc[ok, "product_id"]) == [v for v in HOSTILE if v[0] not in "\t\r"]
+    assert set(answers.loc[~ok, "reason"]) == {"invalid_field:product_id"}  # a tab or CR is no part of an id
 
 
 def test_an_answers_file_that_is_not_utf8_is_one_line(tmp_path):
@@ -55,3 +57,11 @@ def test_an_answers_file_that_is_not_utf8_is_one_line(tmp_path):
     path.write_bytes(b"query_id,product_id,rater_id,label\nq1,P\xff1,r1,3\n")
     with pytest.raises(InputError, match=r"not UTF-8 \(byte 0xff at offset"):
         read_answers(str(path))
+
+
+def test_a_rater_id_is_an_id(tmp_path):
+    path = tmp_path / "answers.jsonl"
+    path.write_text('{"query_id": "q1", "product_id": "P1", "rater_id": "r\\u00001", "label": "3"}\n'
+                    '{"query_id": "q1", "product_id": "P1", "rater_id": "r2", "label": "3"}\n')
+    got = read_answers(str(path))
+    assert list(got["reason"]) == ["invalid_field:rater_id", None]

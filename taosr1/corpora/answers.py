@@ -65,6 +65,11 @@ def read_answers(path: str) -> pd.DataFrame:
     for f in FIELDS:  # the first missing field names the reason
         empty = out["reason"].isna() & out[f].map(lambda v: v is None or str(v).strip() == "")
         out.loc[empty, "reason"] = f"missing_field:{f}"
+    for f in ("query_id", "product_id", "rater_id"):  # ids as strictly as ingest's: printable, capped
+        v = out[f].map(lambda x: "" if x is None else str(x))
+        bad = out["reason"].isna() & v.map(lambda x: len(x) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in x))
+        out.loc[bad, "reason"] = f"invalid_field:{f}"
+        out.loc[bad, "detail"] = f"{f} has control characters or is over 200 characters"
     levels, errors = [], []
     for v, r in zip(out["label"], out["reason"]):
         if r is not None:
