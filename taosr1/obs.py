@@ -74,7 +74,8 @@ def logs_to_file(path: str | os.PathLike, console_level: int = logging.WARNING) 
     os.environ.update(env)
     bars = _library_bars(False)
     try:
-        yield out
+        with contextlib.redirect_stderr(file.stream):  # bars written straight to stderr (tqdm.auto) land here too
+            yield out
     finally:
         _library_bars(bars)
         for k, v in saved_env.items():

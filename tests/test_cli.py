@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -24,6 +25,7 @@ def test_demo_runs_the_main_job(spark, tmp_path):
     # the terminal shows the demo's own lines; library bars and INFO lines are in the log it names
     assert "Loading weights" not in res.output and " INFO " not in res.output, res.output
     log = next(line.split(": ", 1)[1].strip() for line in res.output.splitlines() if line.startswith("log ("))
+    assert os.path.isfile(log), res.output
     assert "table.commit" in open(log).read()
     from taosr1.model.adapters import shipped_adapter
 
