@@ -261,7 +261,7 @@ def demo_cmd(source: str, days: int, start: str, warehouse: str | None, backend:
         Path(store.root) / "logs" / f"demo-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}.log")
     with logs_to_file(log_path) if log_path else contextlib.nullcontext():
         if log_path:
-            console.print(f"log (library output, INFO lines): {log_path}", soft_wrap=True, highlight=False)
+            console.print(f"log (library output and every commit): {log_path}", soft_wrap=True, highlight=False)
         _demo(spark, store, source, days, start, scorer)
 
 
