@@ -107,7 +107,7 @@ def test_pipeline_train_end_to_end(spark, tmp_path, builtin_model):
 
     store = store_at(spark, tmp_path / "wh")
     shutil.copytree(builtin_model, tmp_path / "wh" / "models" / "taosr1-builtin")
-    res = run_training_pipeline(store, PipelineParams(n=3, sft_steps=150, dpo_steps=4, grpo_steps=2,
+    res = run_training_pipeline(store, PipelineParams(n=3, sft_steps=60, dpo_steps=4, grpo_steps=2,
                                                       max_new_tokens=32, grpo_completion_tokens=16))
     assert [s[0] for s in res["stages"]][1:] == [s.id for s in TRAINING_LOOP]  # the one stage graph, in order
     # no champion yet: the GRPO model becomes it (it scored beside the others in the same evaluation)
@@ -128,8 +128,8 @@ def test_pipeline_train_end_to_end(spark, tmp_path, builtin_model):
     assert len(by_stage["train_sft"]) == 2  # post-CoT and the think-first ablation
     sft = by_stage["train_sft"][0]
     assert sft.info.status == "FINISHED" and "train_loss" in sft.data.metrics
-    assert len(client.get_metric_history(sft.info.run_id, "loss")) >= 2  # logged every 10 of 150 steps
-    assert sft.data.params["taosr1.max_steps"] == "150" and sft.data.params["learning_rate"]
+    assert len(client.get_metric_history(sft.info.run_id, "loss")) >= 2  # logged every 10 of 60 steps
+    assert sft.data.params["taosr1.max_steps"] == "60" and sft.data.params["learning_rate"]
     files = {a.path for a in client.list_artifacts(sft.info.run_id, "model")}
     assert {"model/taosr1_model.json", "model/config.json", "model/model.safetensors"} <= files
     alias = client.get_model_version_by_alias("taosr1-relevance", "champion")
