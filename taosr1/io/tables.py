@@ -36,8 +36,8 @@ log = get_logger(__name__)
 Mode = Literal["append", "overwrite"]
 
 # Optimistic-concurrency conflicts of delta-rs and Delta Lake: another writer committed first; retry on the new
-# snapshot, as Delta's own writers do. ConcurrentTransaction (the same application id) is not one: the other
-# writer did this write already, and the retry's app-transaction check sees it and skips.
+# snapshot, as Delta's own writers do. ConcurrentTransaction (the same application id) is retried too: the retry's
+# app-transaction check then sees the other writer's commit and skips.
 CONFLICTS = ("CommitFailedError", "ConcurrentAppendException", "ConcurrentDeleteReadException",
              "ConcurrentDeleteDeleteException", "ConcurrentWriteException", "MetadataChangedException",
              "DeltaConcurrentModificationException", "ConcurrentTransactionException")
