@@ -51,6 +51,9 @@ class VLLMConfig(_EngineBase):
     prefix_cache: bool = True
     gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1, description="default: 0.9 on CUDA, "
                                                  "0.15 on CPU builds")
+    cpu_kv_cache_gib: float = Field(default=1.0, gt=0, description="CPU builds: a fixed KV cache. vLLM's CPU "
+                                    "worker otherwise sizes it as utilisation x RAM minus this process's resident "
+                                    "memory, which fails in a process that already holds models or Spark")
     enforce_eager: bool = False
 
     @model_validator(mode="after")

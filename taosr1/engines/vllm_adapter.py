@@ -54,9 +54,11 @@ class VLLMEngine(Engine):
         from taosr1.model.precision import resolve_dtype
 
         self.dtype = resolve_dtype(config.dtype, config.device)
+        memory = ({"kv_cache_memory_bytes": int(config.cpu_kv_cache_gib * 2**30)} if self.cpu
+                  else {"gpu_memory_utilization": config.gpu_memory_utilization})
         self.llm = LLM(model=str(check_model_dir(config.model_path)), dtype=self.dtype, seed=config.seed,
                        max_model_len=config.max_model_len, enable_prefix_caching=config.prefix_cache,
-                       gpu_memory_utilization=config.gpu_memory_utilization,
+                       **memory,
                        enforce_eager=config.enforce_eager or self.cpu, trust_remote_code=False,
                        max_logprobs=max(20, len(self.label_ids) + 1))
 
