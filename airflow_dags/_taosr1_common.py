@@ -51,3 +51,51 @@ def chain_steps(steps, variables: dict, settings: dict, extra_args: dict | None 
             tasks[-1] >> task
         tasks.append(task)
     return tasks
+
+
+def model_params(model) -> dict:
+    """DAG params generated from a settings model's fields (JSON schema: type, bounds, enum, description), so the
+    DAG offers exactly the settings the pipeline takes, with the same defaults and checks."""
+    from airflow.sdk import Param
+
+    props = model.model_json_schema()["properties"]
+    return {name: Param(prop.get("default"), **{k: v for k, v in prop.items() if k not in ("default", "title")})
+            for name, prop in props.items()}
+
+
+def loop_step_args(step, params, tag: str) -> list[str]:
+    """A loop step's spark-submit arguments from a run's params: the same settings model, recipe (from the base
+    model's card), variables and per-step params ``taosr1 pipeline train`` uses."""
+    from taosr1.stages import LoopSettings, cli_args, loop_settings, loop_variables, resolve_recipe, step_params
+
+    settings = LoopSettings(**{k: params[k] for k in LoopSettings.model_fields})
+    base = params["base_model"]
+    variables = loop_variables(source=params["source"], tag=tag, base=base, models=f"{params['warehouse']}/models",
+                               from_candidates=params["from_candidates"] or "")
+    return [*cli_args(step_params(step, variables, loop_settings(settings, resolve_recipe(settings.recipe, base)))),
+            "--warehouse", params["warehouse"]]
+
+
+def chain_loop_steps(steps) -> list:
+    """One SparkSubmit task per loop step, chained; each builds its arguments when it runs (from the run's params
+    and day, see :func:`loop_step_args`), so the recipe and prompt follow the base model's card."""
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    class LoopStep(SparkSubmitOperator):
+        def __init__(self, *, step, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.step = step
+
+        def execute(self, context) -> None:
+            self.application_args = loop_step_args(self.step, context["params"], context["ds_nodash"])
+            self.log.info("taosr1 %s: %s", self.step.id, " ".join(self.application_args))
+            super().execute(context)
+
+    tasks = []
+    for step in steps:
+        task = LoopStep(step=step, task_id=step.id, application=str(JOBS / f"{step.job}.py"), application_args=[],
+                        name=f"taosr1-{step.id}", env_vars=SPARK_ENV, conf=SPARK_CONF, conn_id="spark_default")
+        if tasks:
+            tasks[-1] >> task
+        tasks.append(task)
+    return tasks

@@ -158,6 +158,20 @@ class Context:
         self.report.versions[table] = w.version
         return w
 
+    def write_together(self, frames: list[tuple[str, DataFrame, Mode, dict[str, str] | None]]) -> list[WriteResult]:
+        """Several tables as one unit: staged first (:mod:`taosr1.io.staging`), so a kill between the commits is
+        completed by the next run of this stage instead of leaving one table new and the other old."""
+        from taosr1.io import staging
+
+        for table, *_ in frames:
+            self._declared(table)
+        frames = [(t, df.cache(), m, r) for t, df, m, r in frames]  # the staged rows are the committed rows
+        where = staging.stage(self.store.root, self.report.stage, self.report.ds or self.run_id, self.txn_version,
+                              frames)
+        out = [self.write(t, df, m, r) for t, df, m, r in frames]
+        staging.clear(where)
+        return out
+
     def quarantine(self, rejected: DataFrame, *, stage: str | None = None, ds: str | None = None,
                    key: Any = None) -> WriteResult:
         """Replace this run's quarantine partition with ``rejected`` (columns ``raw``, ``reason``, ``detail``)."""

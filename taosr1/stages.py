@@ -11,8 +11,12 @@ To add a stage: copy a stage module (e.g. ``taosr1/corpora/dpo.py``), register i
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 @dataclass(frozen=True)
@@ -125,37 +129,121 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def loop_settings(*, n: Any, temperature: Any, max_new_tokens: Any, grpo_completion_tokens: Any, sft_steps: Any,
-                  dpo_steps: Any, grpo_steps: Any, seed: Any, embeddings: Any = True, recipe: str = "builtin",
-                  passn_pairs: Any = None, eval_pairs: Any = None, gpu: bool = False,
-                  sft_completion: str = "cot", min_gain_macro_f1: Any = 0.005,
-                  min_gain_ndcg_10: Any = 0.0, readout_pairs: Any = None,
-                  readout_epochs: Any = None, sft_label_weight: Any = 1.0,
-                  dpo_loss: str = "sigmoid+sft") -> dict[str, dict[str, Any]]:
-    """Each step's own settings beside its wiring (values may be Airflow templates). Training steps with no rows
-    keep their starting model so a scheduled loop runs to the evaluation. ``gpu``: pass@N with vLLM on CUDA,
-    training on the GPU, GRPO generating with TRL's colocated vLLM. The evaluation scores the champion beside the
-    loop's models; ``promote`` makes the GRPO model the champion only if it wins by the margins."""
+class LoopSettings(BaseModel):
+    """The loop's settings, written once: ``taosr1 pipeline train`` takes them as options, the training DAG as
+    params (both generated from these fields), and :func:`loop_settings` turns them into each step's settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipe: Literal["auto", "builtin", "small"] = Field(default="auto", description="Training settings: builtin (the "
+                                                        "0.7M built-in model) | small (an imported ~100M model on "
+                                                        "CPU) | auto (read from the base model's card).")
+    passn_pairs: int | None = Field(default=None, ge=1, description="pass@N samples at most this many train pairs.")
+    eval_pairs: int | None = Field(default=None, ge=1, description="Evaluate a stated subsample of about this "
+                                      "many pairs (whole queries).")
+    sft_completion: Literal["cot", "label"] = Field(default="cot", description="Post-CoT SFT on the label and its "
+                                                    "CoT (the paper) | the label line only (an ablation).")
+    gpu: bool = Field(default=False, description="pass@N with vLLM on CUDA, training on the GPU, GRPO generating "
+                      "with TRL's colocated vLLM.")
+    n: int = Field(default=5, ge=2, description="pass@N samples per pair.")
+    temperature: float = Field(default=1.0, gt=0, description="pass@N sampling temperature.")
+    max_new_tokens: int = Field(default=160, ge=1, description="pass@N: tokens per sample.")
+    grpo_completion_tokens: int = Field(default=80, ge=1, description="GRPO: tokens per rollout.")
+    readout_pairs: int | None = Field(default=None, ge=2, description="Read-out + fine-tune on about this many "
+                                         "train pairs (whole queries; default: the recipe's).")
+    readout_epochs: float | None = Field(default=None, gt=0, description="Fine-tune epochs after the read-out "
+                                            "(default: the recipe's).")
+    sft_label_weight: float = Field(default=1.0, ge=0, description="Post-CoT SFT: the label token's loss weight "
+                                    "against each CoT token (1 = TRL's plain completion loss).")
+    dpo_loss: Literal["sigmoid", "robust", "ipo", "sigmoid+sft", "robust+sft"] = Field(
+        default="sigmoid+sft", description="DPO's TRL loss (pass@N pairs are noisy: an SFT term on the chosen side "
+        "by default).")
+    sft_steps: int = Field(default=300, ge=1, description="SFT optimiser steps.")
+    dpo_steps: int = Field(default=60, ge=1, description="DPO optimiser steps.")
+    grpo_steps: int = Field(default=20, ge=1, description="GRPO optimiser steps.")
+    embeddings: bool = Field(default=True, description="Include the MiniLM embedding baseline.")
+    min_gain_macro_f1: float = Field(default=0.005, ge=-1, le=1, description="Promotion: the GRPO model becomes "
+                                     "the champion only if its macro-F1 beats the champion's by this much ...")
+    min_gain_ndcg_10: float = Field(default=0.0, ge=-1, le=1, description="... and its NDCG@10 by this much.")
+    seed: int = Field(default=13, description="Seed of every step.")
+
+
+BUILTIN_MAX_PARAMETERS = 5_000_000  # the built-in model has 0.7M; imported small models start near 100M
+CARD = "taosr1_model.json"  # taosr1.model.loading.CARD (read here without importing the model layer)
+
+
+def base_card(base: str) -> dict[str, Any]:
+    """The base model's card (empty where it has none)."""
+    card = Path(base) / CARD
+    return json.loads(card.read_text()) if card.is_file() else {}
+
+
+def resolve_recipe(recipe: str, base: str) -> str:
+    """``auto``: ``builtin`` for the built-in model (or a model trained from it), else ``small``, from the card."""
+    if recipe != "auto":
+        return recipe
+    params = base_card(base).get("parameters")
+    config = Path(base) / "config.json"
+    if params is None and config.is_file():  # a trained model's card may not count them: estimate from its shape
+        c = json.loads(config.read_text())
+        h, layers = int(c.get("hidden_size", 0)), int(c.get("num_hidden_layers", 0))
+        params = int(c.get("vocab_size", 0)) * h + 12 * layers * h * h
+    return "builtin" if params is None or int(params) <= BUILTIN_MAX_PARAMETERS else "small"
+
+
+def base_prompt(base: str) -> str:
+    """The prompt variant the base was trained or imported for (its card's ``prompt``; ``long`` unless compact)."""
+    return "compact" if base_card(base).get("prompt") == "compact" else "long"
+
+
+def loop_settings(s: LoopSettings, recipe: str) -> dict[str, dict[str, Any]]:
+    """Each step's own settings beside its wiring, from one :class:`LoopSettings` and a resolved recipe. Training
+    steps with no rows keep their starting model so a scheduled loop runs to the evaluation. ``gpu``: pass@N with
+    vLLM on CUDA, training on the GPU, GRPO generating with TRL's colocated vLLM. The evaluation scores the champion
+    beside the loop's models; ``promote`` makes the GRPO model the champion only if it wins by the margins."""
     r = RECIPES[recipe]
-    on = dict(engine="vllm", device="cuda") if gpu else {}
-    passn = dict(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, chunks=4,
-                 balanced_only=True, max_pairs=passn_pairs, **r["passn"], **on)
-    train = dict(cpu=False) if gpu else {}
-    sft = dict(max_steps=sft_steps, if_empty="keep_base", completion=sft_completion, label_weight=sft_label_weight,
-               **r["sft"], **train)
+    on = dict(engine="vllm", device="cuda") if s.gpu else {}
+    passn = dict(n=s.n, temperature=s.temperature, max_new_tokens=s.max_new_tokens, seed=s.seed, chunks=4,
+                 balanced_only=True, max_pairs=s.passn_pairs, **r["passn"], **on)
+    train = dict(cpu=False) if s.gpu else {}
+    sft = dict(max_steps=s.sft_steps, if_empty="keep_base", completion=s.sft_completion,
+               label_weight=s.sft_label_weight, **r["sft"], **train)
     return {
-        "corpus": dict(seed=seed),
-        "readout": {**r["readout"], "seed": seed, **({"max_pairs": readout_pairs} if readout_pairs else {}),
-                    **({"epochs": readout_epochs} if readout_epochs else {})},
+        "corpus": dict(seed=s.seed),
+        "readout": {**r["readout"], "seed": s.seed, **({"max_pairs": s.readout_pairs} if s.readout_pairs else {}),
+                    **({"epochs": s.readout_epochs} if s.readout_epochs else {})},
         "sft": sft, "sft_think_first": {**sft, "completion": "cot", "label_weight": 1.0},
         "passn_sft": passn, "passn_dpo": passn,
-        "dpo": dict(max_steps=dpo_steps, if_empty="keep_base", dpo_loss=dpo_loss, **r["dpo"], **train),
-        "grpo": dict(max_steps=grpo_steps, num_generations=4, max_completion_length=grpo_completion_tokens,
-                     if_empty="keep_base", **r["grpo"], **train, **(dict(use_vllm=True) if gpu else {})),
-        "evaluate": dict(embeddings=embeddings, max_pairs=eval_pairs, champion=True, **r["evaluate"],
-                         **(dict(device="cuda") if gpu else {})),
-        "promote": dict(min_gain_macro_f1=min_gain_macro_f1, min_gain_ndcg_10=min_gain_ndcg_10),
+        "dpo": dict(max_steps=s.dpo_steps, if_empty="keep_base", dpo_loss=s.dpo_loss, **r["dpo"], **train),
+        "grpo": dict(max_steps=s.grpo_steps, num_generations=4, max_completion_length=s.grpo_completion_tokens,
+                     if_empty="keep_base", **r["grpo"], **train, **(dict(use_vllm=True) if s.gpu else {})),
+        "evaluate": dict(embeddings=s.embeddings, max_pairs=s.eval_pairs, champion=True, **r["evaluate"],
+                         **(dict(device="cuda") if s.gpu else {})),
+        "promote": dict(min_gain_macro_f1=s.min_gain_macro_f1, min_gain_ndcg_10=s.min_gain_ndcg_10),
     }
+
+
+def loop_variables(*, source: str, tag: str, base: str, models: str, from_candidates: str = "",
+                   eval_source: str = "") -> dict[str, str]:
+    """The loop's variables before any step ran (ids from ``tag``: a run's day in the DAG, a random tag in the
+    pipeline); each training step's output is named from its wiring, so a later step can name it up front."""
+    corpus = f"corpus-{source}-{tag}"
+    variables = {"source": source, "corpus": corpus, "run": f"passn-{source}-{tag}", "base": base,
+                 "models": models, "from_candidates": from_candidates, "prompt": base_prompt(base),
+                 "eval_corpus": "" if eval_source else corpus, "eval_source": eval_source,
+                 "eval_train_source": source if eval_source else ""}
+    for step in TRAINING_LOOP:
+        if step.produces:
+            variables[step.produces] = fill(step.wiring["out"], variables)
+    return variables
+
+
+def step_params(step: Step, variables: dict[str, str], settings: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One step's params: its wiring filled in, then its settings (a skipped model in ``models`` is dropped)."""
+    wiring = fill(step.wiring, variables)
+    if "models" in wiring:
+        wiring["models"] = {k: v for k, v in wiring["models"].items() if v}
+    return {**wiring, **settings.get(step.id, {})}
 
 
 def fill(value: Any, variables: dict[str, str]) -> Any:

@@ -234,3 +234,30 @@ def set_champion_alias(root: str, registry: str, mlflow_version: str | None) -> 
         log_event(log, "tracking.champion", registry=registry, version=mlflow_version)
     except Exception as e:  # noqa: BLE001 - tracking never fails a job
         log_event(log, "tracking.error", what="alias", error=f"{type(e).__name__}: {e}"[:300])
+
+
+def reconcile_champion_alias(root: str, registry: str, path: str | None, version: str | None, run_id: str) -> str:
+    """Make the registry's ``champion`` alias name the champion ``gold/model_promotions`` names (the source of
+    truth): a promotion made while tracking was off, or a warehouse copied or moved since (the alias's source then
+    lies outside this warehouse), is registered now. Returns what it did: ``off``, ``none``, ``in_step``,
+    ``moved`` or ``error``."""
+    if path is None or version is None:
+        return "none"
+    if not enabled(root):
+        return "off"
+    try:
+        _, client = _client(root)
+        source = Path(path).resolve().as_uri()
+        try:
+            mv = client.get_model_version_by_alias(registry, "champion")
+            if mv.tags.get("content_version") == version and mv.source == source:
+                return "in_step"
+        except Exception:  # noqa: BLE001 - no registered model or no alias yet
+            mv = None
+        got = register_champion(root, registry, path, version, run_id, alias=True)
+        log_event(log, "tracking.alias_reconciled", registry=registry, model=version, version=got,
+                  was=None if mv is None else f"{mv.version}:{mv.tags.get('content_version')}")
+        return "moved" if got else "error"
+    except Exception as e:  # noqa: BLE001 - tracking never fails a job
+        log_event(log, "tracking.error", what="reconcile", error=f"{type(e).__name__}: {e}"[:300])
+        return "error"

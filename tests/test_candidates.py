@@ -156,7 +156,7 @@ def test_annotation_round_trip(logs_world, tmp_path):
     q = store.read("quarantine").where("stage = 'load_annotations'").toPandas()
     assert sorted(q["reason"]) == ["invalid_label", "malformed_row", "rater_conflict", "rater_conflict",
                                    "unknown_task"]
-    assert sorted(q[q["reason"] == "rater_conflict"]["source_row"]) == [21, 22]
+    assert sorted(q[q["reason"] == "rater_conflict"]["source_row"]) == [22, 23]  # the file's lines, 1-based
     votes = store.read("query_product_labels").where("source = 'annotations'").toPandas()
     assert len(votes) == 21 and set(votes["label_source"]) == {"rater:r1", "rater:r2"}
     first_pair = votes[(votes["query_id"] == tasks[0]["query_id"]) & (votes["product_id"] == tasks[0]["product_id"])]

@@ -222,6 +222,45 @@ def test_a_killed_run_with_a_random_run_id_is_repaired_by_the_next_run_of_its_st
     runs = store.read("job_runs").where("job = 'vacuum'").toPandas().set_index("run_id")
     assert (runs["status"] != "running").all() and "is gone" in runs.loc[dead[0].run_id, "error"]
 
+@pytest.mark.slow
+def test_a_load_killed_between_its_two_commits_is_completed_by_the_next_load(spark, tmp_path):
+    """load-labels commits products, then the labels: killed in between (exit 137 right after the products), the
+    next load of any source commits the labels the dead run had staged, so products and labels are one run's."""
+    import subprocess
+    import sys
+
+    from taosr1.data.sources import load_source
+    from tests.conftest import REPO
+
+    store = store_at(spark, tmp_path / "wh")
+    job(store, "load_labels", source="world")
+    env = dict(os.environ, TAOSR1_CRASH_AFTER_COMMIT="2", PYSPARK_PYTHON=sys.executable,
+               PYSPARK_DRIVER_PYTHON=sys.executable)  # commit 1: its job_runs row; 2: products
+    env.pop("SPARK_REMOTE", None)
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "load_labels.py"), "--source", "world", "--seed", "99",
+                           "--warehouse", store.settings.warehouse], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 137, proc.stdout[-2000:] + proc.stderr[-2000:]
+    products, labels = load_source("world", seed=99)
+
+    def world(table):
+        return store.read(table).where(F.col("source") == "world").toPandas()
+
+    assert sorted(world("products")["title"]) == sorted(products["title"])  # the dead run's products, old labels
+    dead = store.read("job_runs").where("job = 'load_labels' AND status = 'running'").collect()
+    assert len(dead) == 1
+    rep = job(store, "load_labels", source="world", name="other")
+    assert rep.info["repaired"] == [{"run_id": dead[0].run_id, "committed": ["products"], "same_key": False,
+                                     "rolled_forward": ["query_product_labels"]}]
+    got = world("query_product_labels")
+    assert sorted(zip(got["query"], got["product_id"], got["label"])) == sorted(
+        zip(labels["query"], labels["product_id"], labels["label"]))
+    assert set(got["product_id"]) <= set(world("products")["product_id"])
+    runs = store.read("job_runs").where("job = 'load_labels'").toPandas().set_index("run_id")
+    assert (runs["status"] != "running").all() and "tables are whole" in runs.loc[dead[0].run_id, "error"]
+    assert not list((tmp_path / "wh" / "_staging").rglob("*.json"))
+
+
 HOSTILE = {
     "object_in_product_id": '{"event_id": "e1", "event_type": "impression", "ts": "2026-11-19T10:00:00Z", '
                             '"session_id": "s", "query": "drill", "product_id": {"a": 1}, "position": 1}',

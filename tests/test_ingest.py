@@ -73,9 +73,9 @@ def test_lineage_points_at_the_source_line(spark, store, raw_logs):
     sample = store.read("search_log").orderBy("source_row").limit(20).collect()
     lines = (raw / "ds=2026-11-19" / "events-00000.jsonl").read_text().splitlines()
     for r in sample:
-        assert json.loads(lines[r.source_row])["event_id"] == r.event_id
+        assert json.loads(lines[r.source_row - 1])["event_id"] == r.event_id
     bad = store.read("quarantine").where("reason = 'malformed_json'").first()
-    assert lines[bad.source_row] == bad.raw
+    assert lines[bad.source_row - 1] == bad.raw
 
 
 def test_rerunning_a_day_does_not_duplicate(spark, store, raw_logs):

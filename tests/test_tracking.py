@@ -68,9 +68,10 @@ def test_a_live_server_address_that_answers_anything_counts_as_alive(monkeypatch
         srv.shutdown()
 
 
-def test_a_copied_warehouse_writes_nothing_outside_itself(spark, tmp_path, builtin_model):
+def test_a_copied_warehouse_writes_nothing_outside_itself(spark, tmp_path, builtin_model, monkeypatch):
     """`cp -a` of a tracked warehouse: its evaluation and promotion write into the copy only, and the champion it
-    records lives inside the copy."""
+    records lives inside the copy. The champion was crowned with tracking off: the next tracked promotion
+    registers it, from the copy, and points the alias at it (``gold/model_promotions`` is the truth)."""
     import os
     import shutil
 
@@ -84,7 +85,9 @@ def test_a_copied_warehouse_writes_nothing_outside_itself(spark, tmp_path, built
     store = store_at(spark, orig)
     job(store, "load_labels", source="world")
     shutil.copytree(builtin_model, orig / "models" / "judge")
+    monkeypatch.setenv("TAOSR1_TRACKING", "off")
     crown(store, str(orig / "models" / "judge"), "first", "crown-1")
+    monkeypatch.delenv("TAOSR1_TRACKING")
     job(store, "evaluate", source="world", train_source="world", models={"judge": str(orig / "models" / "judge")},
         max_pairs=30, embeddings=False, champion=True)
     shutil.copytree(orig, tmp_path / "copy", symlinks=True)
@@ -97,8 +100,20 @@ def test_a_copied_warehouse_writes_nothing_outside_itself(spark, tmp_path, built
     assert champion(copy.root).path == os.path.realpath(tmp_path / "copy" / "models" / "judge")
     e = job(copy, "evaluate", source="world", train_source="world", models={"judge": champion(copy.root).path},
             max_pairs=30, embeddings=False, champion=True)
-    job(copy, "promote_model", challenger=champion(copy.root).path, min_gain_macro_f1=-1, min_gain_ndcg_10=-1)
+    rep = job(copy, "promote_model", challenger=champion(copy.root).path, min_gain_macro_f1=-1, min_gain_ndcg_10=-1)
     assert snapshot(orig) == before  # not one file of the original changed or appeared
+    assert rep.info["alias"] == "moved"
+    import mlflow
+
+    from taosr1.tracking import tracking_uri
+
+    uri = tracking_uri(copy.root)
+    alias = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias("taosr1-relevance",
+                                                                                              "champion")
+    assert alias.source.startswith((tmp_path / "copy").resolve().as_uri())
+    assert alias.tags["content_version"] == champion(copy.root).version
+    again = job(copy, "promote_model", challenger=champion(copy.root).path, min_gain_macro_f1=-1, min_gain_ndcg_10=-1)
+    assert again.info["alias"] == "in_step"
     reports = [p for p in (tmp_path / "copy" / "mlflow" / "artifacts").rglob(f"{e.run_id}.html")]
     assert reports, "the copy's evaluation report is in the copy's artifacts"
 

@@ -238,3 +238,25 @@ def test_dpo_loss_choices_map_onto_trls_loss_types():
 
     args = DPOConfig(output_dir="/tmp/taosr1-dpo-args", use_cpu=True, **dpo_loss_args("sigmoid+sft"))
     assert args.loss_type == ["sigmoid", "sft"] and args.loss_weights == [1.0, 1.0]
+
+
+def test_the_pipeline_takes_the_loop_settings_the_training_dag_takes(tmp_path):
+    """One settings model: `taosr1 pipeline train` offers every LoopSettings field (the DAG's params are generated
+    from the same model, tests_airflow checks its side), and auto picks the recipe from the base model's card."""
+    from click.testing import CliRunner
+
+    from taosr1.cli import app
+    from taosr1.stages import LoopSettings, resolve_recipe
+    from taosr1.training.pipeline import PipelineParams
+
+    assert set(LoopSettings.model_fields) <= set(PipelineParams.model_fields)
+    assert PipelineParams(n=3, recipe="small", sft_steps=9, source="homedepot").loop() == LoopSettings(
+        n=3, recipe="small", sft_steps=9)
+    out = CliRunner().invoke(app, ["pipeline", "train", "--help"]).output
+    for name in LoopSettings.model_fields:
+        assert f"--{name.replace('_', '-')}" in out, name
+    card = tmp_path / "taosr1_model.json"
+    card.write_text(json.dumps({"parameters": 134_515_008}))
+    assert resolve_recipe("auto", str(tmp_path)) == "small"
+    card.write_text(json.dumps({"parameters": 669_824}))
+    assert resolve_recipe("auto", str(tmp_path)) == "builtin" and resolve_recipe("small", str(tmp_path)) == "small"

@@ -56,6 +56,52 @@ def test_task_graphs(dagbag):
                 assert "password" not in text.lower() and "api_key" not in text.lower()
 
 
+def test_the_training_dag_builds_the_pipelines_arguments_from_one_settings_model(dagbag, tmp_path):
+    """The DAG's params are LoopSettings' fields (same defaults, same checks), and each task's spark-submit
+    arguments are the ones ``taosr1 pipeline train`` builds for the same settings — including the recipe and the
+    prompt variant read from the base model's card (an imported ~100M base trains with the ``small`` recipe)."""
+    import copy
+    import json
+    import sys
+
+    sys.path.insert(0, str(DAGS))
+    from _taosr1_common import loop_step_args
+
+    from taosr1.stages import (TRAINING_LOOP, LoopSettings, cli_args, loop_settings, loop_variables,
+                               resolve_recipe, step_params)
+
+    dag = dagbag.get_dag("relevance_training")
+    assert set(LoopSettings.model_fields) <= set(dag.params.keys())
+    assert set(dag.params.keys()) - set(LoopSettings.model_fields) == {"source", "from_candidates", "warehouse",
+                                                                        "base_model"}
+    for name, field in LoopSettings.model_fields.items():
+        assert dag.params.get_param(name).value == field.default, name
+    base = tmp_path / "imported"
+    base.mkdir()
+    (base / "taosr1_model.json").write_text(json.dumps({"parameters": 134_515_008, "prompt": "compact"}))
+    conf = {"warehouse": str(tmp_path / "wh"), "base_model": str(base), "n": 3, "sft_steps": 7, "gpu": True}
+    params = copy.deepcopy(dag.params)
+    params.update(conf)
+    rendered = params.validate()
+    settings = LoopSettings(**{k: v for k, v in conf.items() if k in LoopSettings.model_fields})
+    assert resolve_recipe(settings.recipe, str(base)) == "small"
+    variables = loop_variables(source="world", tag="20261122", base=str(base), models=f"{conf['warehouse']}/models")
+    per_step = loop_settings(settings, "small")
+    for step in TRAINING_LOOP:
+        task = dag.get_task(step.id)
+        got = loop_step_args(task.step, rendered, "20261122")
+        assert got == [*cli_args(step_params(step, variables, per_step)), "--warehouse", conf["warehouse"]], step.id
+    args = {s.id: loop_step_args(s, rendered, "20261122") for s in TRAINING_LOOP}
+    assert args["corpus"][args["corpus"].index("--prompt") + 1] == "compact"
+    assert args["readout"][args["readout"].index("--keep-layers") + 1] == "15"
+    assert args["sft"][args["sft"].index("--learning-rate") + 1] == "0.0001"
+    assert "--use-vllm" in args["grpo"] and args["passn_sft"][args["passn_sft"].index("--engine") + 1] == "vllm"
+    with pytest.raises(Exception, match="n"):
+        bad = copy.deepcopy(dag.params)
+        bad.update({"n": 1})
+        bad.validate()
+
+
 def test_nightly_scoring_runs_end_to_end_for_one_day(dagbag):
     from deltalake import DeltaTable
 

@@ -31,13 +31,13 @@ FIELDS = ("query_id", "product_id", "rater_id", "label")
 
 
 def read_answers(path: str) -> pd.DataFrame:
-    """Every row of the file with its 0-based ``source_row``, the raw text, and a ``reason`` where it is unusable."""
+    """Every row of the file with its 1-based ``source_row`` (the line, or the data row after the header, as an editor or a spreadsheet numbers it), the raw text, and a ``reason`` where it is unusable."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"answers file {path} does not exist")
     rows: list[dict] = []
     if p.suffix == ".jsonl":
-        for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines()):
+        for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -55,7 +55,7 @@ def read_answers(path: str) -> pd.DataFrame:
         missing = [c for c in FIELDS if c not in df.columns]
         if missing:
             raise InputError(f"answers file {path} lacks column(s) {missing}")
-        for i, rec in enumerate(df.to_dict("records")):
+        for i, rec in enumerate(df.to_dict("records"), start=1):
             rows.append({**{k: rec.get(k) for k in ("queue_id", *FIELDS)}, "raw": json.dumps(rec), "source_row": i,
                          "reason": None})
     else:

@@ -93,9 +93,10 @@ def publish_judgments(ctx: Context, products: pd.DataFrame, labels: pd.DataFrame
         bad = set(frame["source"].dropna().unique()) - {source}
         if bad:
             raise InputError(f"table '{name}': rows with source {sorted(bad)} in a load of source '{source}'")
-    wp = ctx.write("products", to_spark(ctx.spark, products, "products"), "overwrite", replace={"source": source})
-    wl = ctx.write("query_product_labels", to_spark(ctx.spark, labels, "query_product_labels"), "overwrite",
-                   replace={"source": source})
+    wp, wl = ctx.write_together([
+        ("products", to_spark(ctx.spark, products, "products"), "overwrite", {"source": source}),
+        ("query_product_labels", to_spark(ctx.spark, labels, "query_product_labels"), "overwrite", {"source": source}),
+    ])  # one unit: a kill between the two commits is completed by the next load
     c = ctx.report.counts
     c.rows_in, c.kept = len(labels) + sum(c.filtered.values()), wl.rows
     c.extra = {"products_in": len(products), "products": wp.rows}

@@ -199,11 +199,14 @@ class PromoteModel(Stage[PromoteParams]):
 
     def run(self, ctx: Context, p: PromoteParams) -> None:
         from taosr1.model.reference import ModelRef
-        from taosr1.tracking import register_champion, set_champion_alias
+        from taosr1.tracking import reconcile_champion_alias, register_champion, set_champion_alias
 
         path = str(Path(p.challenger).resolve())
         version = ModelRef.resolve(path).version
         champ, seq = read_champion(ctx.store, p.registry)
+        # the table is the truth: an alias left behind (tracking was off, or the warehouse moved) follows it first
+        ctx.report.info["alias"] = reconcile_champion_alias(ctx.store.root, p.registry, champ and champ.path,
+                                                            champ and champ.version, ctx.run_id)
         ev = latest_evidence(ctx.store, version, champ)
         promoted, reason = decide(ev, p, same_model=champ is not None and champ.version == version)
         schema = contracts.load("model_promotions").schema

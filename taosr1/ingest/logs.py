@@ -55,7 +55,7 @@ def days_between(start: str, end: str | None) -> list[str]:
 
 
 def read_raw(spark: SparkSession, files: list[str]) -> DataFrame:
-    """Rows as they came: ``source_file``, ``source_row`` (0-based) and ``raw`` (a JSON text)."""
+    """Rows as they came: ``source_file``, ``source_row`` (the 1-based line number, as an editor shows it) and ``raw`` (a JSON text)."""
     frames = []
     jsonl = [f for f in files if not f.endswith(".parquet")]
     parquet = [f for f in files if f.endswith(".parquet")]
@@ -74,7 +74,7 @@ def read_raw(spark: SparkSession, files: list[str]) -> DataFrame:
         df = df.unionByName(f)
     order = Window.partitionBy("source_file").orderBy("_mono")
     return (df.withColumn("_mono", F.monotonically_increasing_id())
-            .withColumn("source_row", (F.row_number().over(order) - 1).cast("long"))
+            .withColumn("source_row", F.row_number().over(order).cast("long"))
             .drop("_mono"))
 
 
