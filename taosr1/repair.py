@@ -6,9 +6,9 @@ closes the row. A kill in between leaves a ``running`` row whose driver is gone.
 key (day, corpus or run id) finds it, reads from the tables' app transactions which of them the dead run had committed,
 closes its row as ``failed`` with that list, and then replaces the same partitions itself: the tables end
 consistent with one run again. A dead run that had staged a multi-table commit (:mod:`taosr1.io.staging`) is
-rolled forward instead: its remaining tables are committed under its own app transactions. A dead ``running`` row of the same stage with another key (a killed ``promote``
-or ``load-labels``, whose run ids are random) is closed as ``failed`` too, naming what it had committed, so no row
-stays ``running`` forever. A driver on another host cannot be proven dead, so its row is left as it is.
+rolled forward instead: its remaining tables are committed under its own app transactions. A dead ``running`` row
+of the same stage with another key (a killed ``promote`` or ``load-labels``, whose run ids are random) is closed as
+``failed`` too, naming what it had committed, so no row stays ``running`` forever. A driver on another host cannot be proven dead, so its row is left as it is.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ FIELDS = ("query_id", "product_id", "rater_id", "label")
 
 
 def read_answers(path: str) -> pd.DataFrame:
-    """Every row of the file with its 1-based ``source_row`` (the line, or the data row after the header, as an editor or a spreadsheet numbers it), the raw text, and a ``reason`` where it is unusable."""
+    """Every row of the file with its 1-based ``source_row`` (the line, or the data row after the header, as an
+    editor or a spreadsheet numbers it), the raw text, and a ``reason`` where it is unusable."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"answers file {path} does not exist")

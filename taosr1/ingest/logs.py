@@ -55,7 +55,8 @@ def days_between(start: str, end: str | None) -> list[str]:
 
 
 def read_raw(spark: SparkSession, files: list[str]) -> DataFrame:
-    """Rows as they came: ``source_file``, ``source_row`` (the 1-based line number, as an editor shows it) and ``raw`` (a JSON text)."""
+    """Rows as they came: ``source_file``, ``source_row`` (the 1-based line number, as an editor shows it) and
+    ``raw`` (a JSON text)."""
     frames = []
     jsonl = [f for f in files if not f.endswith(".parquet")]
     parquet = [f for f in files if f.endswith(".parquet")]

@@ -18,7 +18,8 @@ from pydantic import Field
 from taosr1.io.tables import TableStore
 from taosr1.job import OptionalIdent, Params, run_stage
 from taosr1.obs import get_logger, log_event
-from taosr1.stages import STAGES, TRAINING_LOOP, LoopSettings, loop_settings, loop_variables, resolve_recipe, step_params
+from taosr1.stages import (STAGES, TRAINING_LOOP, LoopSettings, loop_settings, loop_variables, resolve_recipe,
+                           step_params)
 
 log = get_logger(__name__)
 
