@@ -71,13 +71,18 @@ class EngineParams(Params):
     served_model: str | None = Field(default=None, description="openai engine: the server's model name.")
     max_error_share: float = Field(default=0.01, ge=0, le=1, description="Error budget: the run fails, publishing "
                                    "nothing, when more than this share of rows fail in the engine.")
+    label_readout: Literal["logprobs", "classify"] = Field(
+        default="logprobs", description="vllm engine: logprobs (one generated token; the engine can also sample) | "
+        "classify (a pooling classifier from the LM head's label rows: one prefill, exactly their softmax; "
+        "scoring only)")
 
     def engine_config(self, warehouse_root: str) -> EngineConfig:
         """The backend's validated config; options that backend does not take are left out."""
         from taosr1.model.registry import default_model
 
         path = self.model or default_model(warehouse_root)
-        own = {"hf": dict(dtype=self.dtype, device=self.device), "vllm": dict(dtype=self.dtype, device=self.device),
+        own = {"hf": dict(dtype=self.dtype, device=self.device),
+               "vllm": dict(dtype=self.dtype, device=self.device, label_readout=self.label_readout),
                "openai": dict(base_url=self.base_url, served_model=self.served_model), "rules": {}}[self.engine]
         return engine_config(backend=self.engine, model_path=path if self.engine != "rules" else "rules",
                              batch_size=self.batch_size, **own)

@@ -245,6 +245,12 @@ def test_engine_configs_are_one_union_with_backend_policy():
         engine_config(backend="openai", model_path="m")  # an OpenAI server needs its URL
     with pytest.raises(ValidationError, match="gpu_memory_utilization"):
         engine_config(backend="hf", model_path="m", gpu_memory_utilization=0.5)  # not an hf option
+    from taosr1.job import EngineParams
+
+    assert EngineParams(engine="vllm", model="m", label_readout="classify").engine_config("/wh").label_readout == \
+        "classify"  # the score job's --label-readout reaches vLLM's config
+    with pytest.raises(ValidationError, match="label_readout"):
+        engine_config(backend="hf", model_path="m", label_readout="classify")
 
 
 def test_rules_engine_is_the_knowledge_teacher(pair_rows):

@@ -86,10 +86,12 @@ def test_hf_reads_exactly_the_fitted_probabilities(fitted):
 
 
 @pytest.mark.slow
-def test_vllm_reads_the_same_probabilities_as_hf(fitted):
+@pytest.mark.parametrize("readout", ["logprobs", "classify"])
+def test_vllm_reads_the_same_probabilities_as_hf(fitted, readout):
+    """Both vLLM paths: one generated token's label logprobs, and the pooling classifier built from the label rows."""
     pytest.importorskip("vllm")
     out, res, dev = fitted
-    np.testing.assert_allclose(_engine_probs("vllm", out, dev, gpu_memory_utilization=0.1), res.dev_probs,
+    np.testing.assert_allclose(_engine_probs("vllm", out, dev, label_readout=readout), res.dev_probs,
                                atol=TOLERANCE)
 
 

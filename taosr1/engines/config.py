@@ -54,6 +54,10 @@ class VLLMConfig(_EngineBase):
     cpu_kv_cache_gib: float = Field(default=1.0, gt=0, description="CPU builds: a fixed KV cache. vLLM's CPU "
                                     "worker otherwise sizes it as utilisation x RAM minus this process's resident "
                                     "memory, which fails in a process that already holds models or Spark")
+    label_readout: Literal["logprobs", "classify"] = Field(
+        default="logprobs", description="logprobs: one generated token, the label tokens' logprobs renormalised "
+        "(the engine also samples) | classify: a pooling classifier built from the four label rows of the LM head "
+        "(LLM.classify: one prefill, no sampler, exactly their softmax; scoring only)")
     enforce_eager: bool = False
 
     @model_validator(mode="after")

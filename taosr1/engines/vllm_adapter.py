@@ -3,6 +3,9 @@
 * ``label_probs``: ``max_tokens=1`` with ``SamplingParams.logprob_token_ids`` = the four label tokens (plain
   ``logprobs=k`` silently misses labels outside the top-k), renormalised over the labels; prefix caching computes
   the long shared instruction once.
+* ``label_probs`` with ``label_readout="classify"``: a pooling classifier whose weights are the LM head's four label
+  rows (``convert="classify"``, ``classifier_from_token``, ``method="no_post_processing"``), read with
+  ``LLM.classify``: one prefill, no sampler, exactly the label tokens' softmax. Such an engine does not sample.
 * ``sample``: one request per prompt with ``n`` samples and the sampled tokens' logprobs.
 
 In a Spark Python worker the engine core runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``): no spawned
@@ -56,13 +59,25 @@ class VLLMEngine(Engine):
         self.dtype = resolve_dtype(config.dtype, config.device)
         memory = ({"kv_cache_memory_bytes": int(config.cpu_kv_cache_gib * 2**30)} if self.cpu
                   else {"gpu_memory_utilization": config.gpu_memory_utilization})
+        self.classify = config.label_readout == "classify"
+        if self.classify:  # the LM head's four label rows become a classifier's weights: softmax = renormalised
+            tokens = self.tokenizer.convert_ids_to_tokens(self.label_ids)
+            memory |= {"runner": "pooling", "convert": "classify",
+                       "hf_overrides": {"classifier_from_token": tokens, "method": "no_post_processing"}}
         self.llm = LLM(model=str(check_model_dir(config.model_path)), dtype=self.dtype, seed=config.seed,
                        max_model_len=config.max_model_len, enable_prefix_caching=config.prefix_cache,
                        **memory,
                        enforce_eager=config.enforce_eager or self.cpu, trust_remote_code=False,
-                       max_logprobs=max(20, len(self.label_ids) + 1))
+                       **({} if self.classify else {"max_logprobs": max(20, len(self.label_ids) + 1)}))
 
     def label_probs(self, prompts: list[str]) -> np.ndarray:
+        if self.classify:
+            outs = self.llm.classify([{"prompt": p} for p in prompts], use_tqdm=False)
+            probs = np.asarray([o.outputs.probs for o in outs], dtype=np.float64)
+            if probs.shape != (len(prompts), len(self.label_ids)) or not np.isfinite(probs).all():
+                raise RuntimeError(f"vLLM's classifier returned {probs.shape} probabilities for {len(prompts)} "
+                                   f"prompts and {len(self.label_ids)} labels")
+            return probs / probs.sum(axis=1, keepdims=True)
         from vllm import SamplingParams
 
         params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=len(self.label_ids), logprob_token_ids=self.label_ids,
@@ -80,6 +95,9 @@ class VLLMEngine(Engine):
     def sample(self, prompts: list[str], n: int = 5, temperature: float = 1.0, top_p: float = 1.0,
                max_new_tokens: int = 128, seed: int | None = None,
                seeds: list[int] | None = None, ignore_eos: bool = False) -> list[list[Sample]]:
+        if self.classify:
+            raise RuntimeError("a vLLM engine built with label_readout='classify' scores only; sample with "
+                               "label_readout='logprobs'")
         from vllm import SamplingParams
 
         def params(s: int | None) -> SamplingParams:
