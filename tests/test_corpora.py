@@ -14,8 +14,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from taosr1.corpora.pass_at_n import done_chunks
-from taosr1.corpora.rules import RuleSet
-from taosr1.corpora.teacher import teach
+from taosr1.knowledge.rules import RuleSet
+from taosr1.knowledge.teacher import teach
 from taosr1.prompts import parse_completion
 from taosr1.prompts.template import INSTRUCTION_COMPACT
 from taosr1.training.data import load_dataset_for

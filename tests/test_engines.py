@@ -254,7 +254,7 @@ def test_engine_configs_are_one_union_with_backend_policy():
 
 
 def test_rules_engine_is_the_knowledge_teacher(pair_rows):
-    from taosr1.corpora.teacher import teach
+    from taosr1.knowledge.teacher import teach
 
     eng = create_engine(engine_config(backend="rules"))
     prompts = _prompts(eng, pair_rows[:40])

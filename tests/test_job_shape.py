@@ -113,3 +113,7 @@ def test_no_import_circles():
     circles = sorted({tuple(sorted((a, b))) for a in edges for b in edges[a] if reaches(b, a, set())
                       and not b.startswith(a + ".") and not a.startswith(b + ".")})
     assert circles == []
+    # layers point one way: engines never reach up into the stages that use them (shared knowledge lives below both)
+    upward = sorted((a, b) for a in edges for b in edges[a]
+                    if a.startswith("taosr1.engines") and b.startswith("taosr1.corpora"))
+    assert upward == []

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from taosr1.corpora.rules import RuleSet
-from taosr1.corpora.teacher import conditioned_completion, teacher_hint
+from taosr1.knowledge.rules import RuleSet
+from taosr1.knowledge.teacher import conditioned_completion, teacher_hint
 from taosr1.errors import InputError
 from taosr1.prompts import parse_completion
 

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
-from taosr1.corpora.tagger import TYPES
+from taosr1.knowledge.tagger import TYPES
 from taosr1.errors import InputError
 from taosr1.io.csv_safe import write_csv
 from taosr1.job import Context, Ident, Params, Stage

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from taosr1.corpora.tagger import TaggerRules
+from taosr1.knowledge.tagger import TaggerRules
 from taosr1.errors import CountMismatch, InputError
 from taosr1.io.tables import TableStore
 from taosr1.job import Context, Day, EngineParams, Stage
@@ -121,7 +121,7 @@ class SampleCandidates(Stage[CandidatesParams]):
                 .when(F.col("pr") >= p.torso_quantile, "torso").otherwise("tail")).drop("pr")
             qtype, tagger_version = rules.column(F.col("query")), rules.version
             if p.tagger == "engine":
-                from taosr1.corpora.tagger import engine_types
+                from taosr1.knowledge.tagger import engine_types
                 from taosr1.inference import engine_failures
                 from taosr1.model.reference import ModelRef
 

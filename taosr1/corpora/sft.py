@@ -47,7 +47,7 @@ def knowledge_teacher(df: DataFrame) -> DataFrame:
                                                   StructField("completion_text", StringType())])
 
     def run(batches):
-        from taosr1.corpora.teacher import teacher_completion
+        from taosr1.knowledge.teacher import teacher_completion
 
         for pdf in batches:
             out = [teacher_completion(r["query"], r) for r in pdf.to_dict("records")]
@@ -65,8 +65,8 @@ def template_teacher(df: DataFrame, rules_path: str | None, compact: bool = Fals
                                                   StructField("rules_level", IntegerType())])
 
     def run(batches):
-        from taosr1.corpora.rules import cached_rules
-        from taosr1.corpora.teacher import conditioned_completion
+        from taosr1.knowledge.rules import cached_rules
+        from taosr1.knowledge.teacher import conditioned_completion
 
         rules = cached_rules(rules_path)
         for pdf in batches:
@@ -86,8 +86,8 @@ def with_teacher_hint(df: DataFrame, rules_path: str | None) -> DataFrame:
     def hint(query, title, label, query_type):
         import pandas as pd
 
-        from taosr1.corpora.rules import cached_rules
-        from taosr1.corpora.teacher import teacher_hint
+        from taosr1.knowledge.rules import cached_rules
+        from taosr1.knowledge.teacher import teacher_hint
 
         rules = cached_rules(rules_path)
         return pd.Series([teacher_hint(int(lv), rules.retrieve(f"{q} {t}", qt, k=2, level=int(lv)))
@@ -117,7 +117,7 @@ class SftCorpus(Stage[SftParams]):
                                  p.query_type_rules)
         rules_version = None
         if p.teacher != "knowledge":
-            from taosr1.corpora.rules import RuleSet
+            from taosr1.knowledge.rules import RuleSet
 
             rules_version = RuleSet.load(p.rules).version  # a bad rule file fails here, on the driver
         if p.teacher == "knowledge":
@@ -216,7 +216,7 @@ def _by(df: DataFrame, col: str) -> dict:
 
 def with_query_types(ctx: Context, df: DataFrame, rules_path: str | None) -> DataFrame:
     """``query_type`` of each pair: the judgment's own type where the source has one, else the tagger's."""
-    from taosr1.corpora.tagger import TaggerRules
+    from taosr1.knowledge.tagger import TaggerRules
 
     types = ctx.store.read("query_product_labels").select("query_id", "product_id", F.col("query_type").alias("_t")) \
         .dropDuplicates(["query_id", "product_id"])

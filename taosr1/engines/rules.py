@@ -1,6 +1,6 @@
 """The knowledge teacher as an engine: rules over the pair's fields, no weights, milliseconds per pair.
 
-It reads query and product back from the rendered prompt, judges with :func:`taosr1.corpora.teacher.teach` and
+It reads query and product back from the rendered prompt, judges with :func:`taosr1.knowledge.teacher.teach` and
 answers in the engine interface: ``label_probs`` puts ``confidence`` on the rules' label, the rest spread evenly;
 ``sample`` writes the post-CoT trace, and at temperature > 0 a sample moves one level away from the rules' label
 with probability ``flip_rate × temperature`` (seeded per prompt and sample), so pass@N sees right and wrong answers
@@ -28,7 +28,7 @@ class RulesEngine(Engine):
         self.label_ids = []
 
     def _judge(self, prompt: str):
-        from taosr1.corpora.teacher import teach
+        from taosr1.knowledge.teacher import teach
         from taosr1.prompts.template import parse_pair
 
         query, product = parse_pair(prompt)

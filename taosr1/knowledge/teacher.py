@@ -19,7 +19,7 @@ from taosr1.labels import LABEL_TEXT
 from taosr1.prompts.cot import CotSteps, format_completion
 
 if TYPE_CHECKING:
-    from taosr1.corpora.rules import Rule, RuleSet
+    from taosr1.knowledge.rules import Rule, RuleSet
 
 STOP = {"a", "an", "the", "for", "to", "of", "in", "on", "with", "and", "or", "my", "i", "do", "can", "that", "is",
         "what", "which", "best", "need", "use", "it", "will", "be", "from", "into", "at", "by", "me", "so", "this"}
