@@ -11,12 +11,7 @@ from pathlib import Path
 
 import pytest
 
-BACKEND = os.environ.get("TAOSR1_TEST_BACKEND", "delta-rs")
-REPO = Path(__file__).resolve().parent.parent
-SPARK_SUBMIT = str(Path(__import__("pyspark").__file__).parent / "bin" / "spark-submit")
-
-only_delta_rs = pytest.mark.skipif(BACKEND != "delta-rs", reason="exercises the delta-rs commit protocol itself")
-only_jvm = pytest.mark.skipif(BACKEND != "delta-rs", reason="needs a JVM SparkSession (not Spark Connect)")
+from tests.helpers import BACKEND, job, store_at
 
 
 @pytest.fixture(scope="session")
@@ -87,22 +82,6 @@ def pair_rows(world):
     prods = products.set_index("product_id").to_dict("index")
     return [dict(query=r.query, query_id=r.query_id, product_id=r.product_id, label=int(r.label),
                  **prods[r.product_id]) for r in labels.itertuples()]
-
-
-def job(store, stage_name: str, /, **params):
-    """Run a registered stage in-process on the test session's Spark, as the CLI and jobs/*.py do."""
-    from taosr1.job import run_stage
-    from taosr1.stages import STAGES
-
-    stage = STAGES[stage_name].load()
-    return run_stage(stage, store, stage.Params(**params))
-
-
-def store_at(spark, path):
-    from taosr1.config import Settings
-    from taosr1.io import open_store
-
-    return open_store(spark, Settings(warehouse=str(path), table_backend=BACKEND))
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from taosr1.cli import app
-from tests.conftest import BACKEND, REPO
+from tests.helpers import REPO, jvm_only
 
 AIRFLOW_PY = REPO / ".venv-airflow" / "bin" / "python"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(BACKEND != "delta-rs", reason="runs the embedded default")
+@jvm_only
 def test_dags_in_real_airflow(spark, tmp_path):
     assert AIRFLOW_PY.exists(), "the Airflow venv is missing: run scripts/setup.sh"
     wh = tmp_path / "wh"

@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from tests.conftest import BACKEND, REPO
+from tests.helpers import REPO, jvm_only
 
 SUITES = ["tests/test_tables.py", "tests/test_contracts.py"]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(BACKEND != "delta-rs", reason="already running on the delta-spark backend")
+@jvm_only
 def test_shared_suites_pass_on_spark_native_delta():
     env = dict(os.environ, TAOSR1_TEST_BACKEND="delta-spark")
     env.pop("SPARK_REMOTE", None)

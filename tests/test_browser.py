@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKEND, job
+from tests.helpers import job, jvm_only
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_browser = pytest.mark.skipif(not CHROMIUM and os.environ.get("TAOSR1_REQUIRE_BROWSER") != "1",
@@ -47,7 +47,7 @@ def open_page(browser, path: Path) -> tuple[object, list[str]]:
 
 
 @needs_browser
-@pytest.mark.skipif(BACKEND != "delta-rs", reason="runs Python UDFs on local JVM Spark")
+@jvm_only
 def test_evaluation_report_and_data_docs_open_cleanly(browser, ingested, builtin_model):
     from taosr1.evaluation.promote import crown
     from taosr1.quality.offline_docs import assets_dir

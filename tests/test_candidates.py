@@ -14,9 +14,9 @@ from pyspark.sql import functions as F
 from taosr1.corpora.annotate import allocate
 from taosr1.data.logsim import SimConfig, simulate_logs
 from taosr1.ingest.logs import ingest_logs
-from tests.conftest import BACKEND, job, store_at
+from tests.helpers import job, jvm_only, store_at
 
-pytestmark = pytest.mark.skipif(BACKEND != "delta-rs", reason="stages run Python UDFs on local JVM Spark")
+pytestmark = jvm_only
 WINDOW = "2026-11-19_2026-11-21"
 
 

@@ -10,12 +10,12 @@ from click.testing import CliRunner
 
 from taosr1.cli import app
 from taosr1.stages import STAGES
-from tests.conftest import BACKEND, REPO
+from tests.helpers import BACKEND, REPO, jvm_only
 
 runner = CliRunner()
 
 
-@pytest.mark.skipif(BACKEND != "delta-rs", reason="CLI runs the embedded default")
+@jvm_only
 def test_demo_runs_the_main_job(spark, tmp_path):
     wh = str(tmp_path / "wh")
     res = runner.invoke(app, ["demo", "--warehouse", wh, "--days", "2"])
@@ -76,7 +76,7 @@ def test_load_labels_homedepot(spark, tmp_path, homedepot):
     assert "18935 rows" in res.output
 
 
-@pytest.mark.skipif(BACKEND != "delta-rs", reason="CLI runs the embedded default")
+@jvm_only
 def test_corpus_jobs_in_sequence_from_the_cli(spark, tmp_path, builtin_model):
     wh = str(tmp_path / "wh")
     assert runner.invoke(app, ["load-labels", "--warehouse", wh]).exit_code == 0
@@ -94,7 +94,7 @@ def test_corpus_jobs_in_sequence_from_the_cli(spark, tmp_path, builtin_model):
     assert res.exit_code == 2 and "no pass@N samples for run no-such-run" in res.output
 
 
-@pytest.mark.skipif(BACKEND != "delta-rs", reason="CLI runs the embedded default")
+@jvm_only
 def test_own_data_in_one_step_then_evaluate(spark, tmp_path, builtin_model):
     """Four columns of a team's own judgments: load them, then evaluate a model on them (two commands)."""
     from taosr1.data.sources import load_source

@@ -15,7 +15,7 @@ import pytest
 from deltalake import DeltaTable
 
 from taosr1.data.logsim import SimConfig, simulate_logs
-from tests.conftest import BACKEND, REPO
+from tests.helpers import REPO, jvm_only
 
 SPARK_HOME = Path(pyspark.__file__).parent
 
@@ -74,7 +74,7 @@ def standalone(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(BACKEND != "delta-rs", reason="spark-submit runs the JVM path")
+@jvm_only
 def test_ingest_job_on_a_standalone_cluster(standalone, tmp_path, world):
     url, env = standalone
     raw = tmp_path / "raw"
@@ -135,7 +135,7 @@ def _kill_a_busy_worker(env, marker: str, timeout: float = 240) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(BACKEND != "delta-rs", reason="spark-submit runs the JVM path")
+@jvm_only
 @pytest.mark.parametrize("stage", ["score", "pass_at_n"])
 def test_a_worker_killed_mid_stage_still_yields_every_row_once(standalone, ingested, builtin_model, stage):
     """A worker and its executor are killed while the engine runs (scoring, then pass@N): Spark reruns the lost
@@ -147,7 +147,7 @@ def test_a_worker_killed_mid_stage_still_yields_every_row_once(standalone, inges
         proc = _submit(url, env, "score_catalog", ["--ds", "2026-11-19", "--warehouse", wh, "--model", builtin_model,
                                                    "--batch-size", "4"], delay_s=0.5)
     else:
-        from tests.conftest import job
+        from tests.helpers import job
 
         job(store, "build_sft_corpus", source="world", corpus_id="c1", teacher="template")
         proc = _submit(url, env, "sample_pass_at_n", ["--corpus-id", "c1", "--run-id", "r1", "--model", builtin_model,

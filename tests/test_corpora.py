@@ -21,9 +21,9 @@ from taosr1.prompts.template import INSTRUCTION_COMPACT
 from taosr1.training.data import load_dataset_for
 from taosr1.training.rewards import format_reward, label_reward
 from taosr1.training.trainers import TrainConfig, dpo_trainer, grpo_trainer, save_trained, sft_trainer
-from tests.conftest import BACKEND, REPO, SPARK_SUBMIT, job, store_at
+from tests.helpers import REPO, SPARK_SUBMIT, job, jvm_only, store_at
 
-pytestmark = pytest.mark.skipif(BACKEND != "delta-rs", reason="corpora jobs run Python UDFs on local JVM Spark")
+pytestmark = jvm_only
 
 
 def test_rewards():

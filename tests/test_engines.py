@@ -15,11 +15,10 @@ import pytest
 from taosr1.engines import create_engine, engine_config
 from taosr1.inference import PROB_COLS, run_bisected, with_label_probs
 from taosr1.prompts import build_messages, render_prompt
-from tests.conftest import BACKEND
+from tests.helpers import jvm_only
 
 # The agreement we state: renormalised label probabilities of two backends differ by at most this (fp32, CPU).
 TOLERANCE = 1e-4
-jvm_only = pytest.mark.skipif(BACKEND != "delta-rs", reason="engine tests run on local JVM Spark")
 
 
 def _prompts(engine, rows):

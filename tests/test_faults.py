@@ -20,9 +20,9 @@ from pyspark.sql import functions as F
 from taosr1.errors import EngineUnavailable, ErrorBudgetExceeded, InputError, ModelIdentityError
 from taosr1.ingest.logs import ingest_logs
 from taosr1.model.loading import stamp_identity
-from tests.conftest import BACKEND, job, store_at
+from tests.helpers import job, jvm_only, store_at
 
-pytestmark = pytest.mark.skipif(BACKEND != "delta-rs", reason="engine stages run Python UDFs on local JVM Spark")
+pytestmark = jvm_only
 DAY = "2026-11-19"
 
 
@@ -206,7 +206,7 @@ def test_a_killed_run_with_a_random_run_id_is_repaired_by_the_next_run_of_its_st
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     store = ingested
     env = dict(os.environ, TAOSR1_CRASH_AFTER_COMMIT="1", PYSPARK_PYTHON=sys.executable,
@@ -230,7 +230,7 @@ def test_a_load_killed_between_its_two_commits_is_completed_by_the_next_load(spa
     import sys
 
     from taosr1.data.sources import load_source
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     store = store_at(spark, tmp_path / "wh")
     job(store, "load_labels", source="world")
@@ -384,7 +384,7 @@ def test_a_kill_after_each_commit_point_is_repaired_by_the_next_run(ingested, cr
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     store = ingested
     job(store, "score_catalog", ds=DAY, engine="rules")

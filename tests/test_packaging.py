@@ -9,11 +9,11 @@ import zipfile
 
 import pytest
 
-from tests.conftest import BACKEND, REPO
+from tests.helpers import REPO, jvm_only
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(BACKEND != "delta-rs", reason="runs the embedded default")
+@jvm_only
 def test_a_job_runs_from_the_installed_wheel_outside_the_checkout(tmp_path):
     dist = tmp_path / "dist"
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",

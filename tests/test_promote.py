@@ -9,9 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from taosr1.schedule import day_of_run
-from tests.conftest import BACKEND, job, store_at
+from tests.helpers import job, jvm_only, store_at
 
-jvm_only = pytest.mark.skipif(BACKEND != "delta-rs", reason="runs Python UDFs on local JVM Spark")
 
 
 @jvm_only

@@ -12,9 +12,9 @@ from taosr1.ingest.logs import ingest_logs
 from taosr1.quality.frames import corpora_frames, relevance_frames
 from taosr1.quality.gates import QualityGateFailed, run_gate
 from taosr1.scoring.cumpt import Thresholds
-from tests.conftest import BACKEND
+from tests.helpers import jvm_only
 
-pytestmark = pytest.mark.skipif(BACKEND != "delta-rs", reason="gates run with the JVM session's GX Spark source")
+pytestmark = jvm_only
 
 
 def test_good_day_passes_and_writes_data_docs(spark, store, world, tmp_path):

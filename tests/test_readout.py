@@ -15,7 +15,7 @@ from taosr1.prompts import build_messages, render_prompt
 from taosr1.prompts.template import label_token_ids
 from taosr1.training.readout import ReadoutConfig, class_weights, fit_readout, train_readout
 from taosr1.training.readout_stage import pair_prompts
-from tests.conftest import job
+from tests.helpers import job
 
 TOLERANCE = 1e-4
 

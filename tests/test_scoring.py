@@ -18,7 +18,7 @@ from taosr1.model.reference import load_thresholds, save_thresholds
 from taosr1.scoring.calibrate import calibrate, macro_f1
 from taosr1.scoring.cumpt import Thresholds, level_column, levels, tiers
 from taosr1.scoring.score import STAGE
-from tests.conftest import BACKEND, REPO, SPARK_SUBMIT, job
+from tests.helpers import REPO, SPARK_SUBMIT, job, jvm_only
 
 probs4 = st.lists(st.floats(0.001, 1.0), min_size=4, max_size=4).map(lambda v: np.array(v) / np.sum(v))
 betas = st.floats(0.05, 1.0)
@@ -102,7 +102,7 @@ def test_calibration_recovers_a_good_beta(tmp_path):
     assert load_thresholds(tmp_path / "none")[1] == "default beta_cum=0.5"
 
 
-pytestmark = pytest.mark.skipif(BACKEND != "delta-rs", reason="scoring runs Python UDFs on local JVM Spark")
+pytestmark = jvm_only
 
 
 def test_score_day_counts_and_rerun(spark, ingested, builtin_model):

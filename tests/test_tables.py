@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from taosr1.contracts import to_spark
 from taosr1.errors import SchemaViolation
-from tests.conftest import only_delta_rs
+from tests.helpers import jvm_only
 
 
 def _bronze(spark, ds: str, n: int, tag: str = "a"):
@@ -121,7 +121,7 @@ def test_failed_job_leaves_last_good_version(spark, store):
     assert store.read("search_log_bronze").count() == 3
 
 
-@only_delta_rs
+@jvm_only
 def test_delta_rs_commit_has_stats_and_readers_agree(spark, store):
     store.write("search_log_bronze", _bronze(spark, "2026-11-20", 6))
     store.write("search_log_bronze", _bronze(spark, "2026-11-20", 2, "b"), "overwrite", replace={"ds": "2026-11-20"})

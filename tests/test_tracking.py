@@ -77,7 +77,7 @@ def test_a_copied_warehouse_writes_nothing_outside_itself(spark, tmp_path, built
 
     from taosr1.evaluation.promote import crown
     from taosr1.model.registry import champion
-    from tests.conftest import BACKEND, job, store_at
+    from tests.helpers import BACKEND, job, store_at
 
     if BACKEND != "delta-rs":
         pytest.skip("runs the embedded default")

@@ -10,9 +10,8 @@ import pytest
 from taosr1.evaluation.baselines import apply_cuts, fit_cuts, overlap_scores, run_baselines
 from taosr1.evaluation.metrics import classification_metrics, ndcg_at_10, tier_agreement
 from taosr1.prompts import parse_completion
-from tests.conftest import BACKEND, job, store_at
+from tests.helpers import job, jvm_only, store_at
 
-jvm_only = pytest.mark.skipif(BACKEND != "delta-rs", reason="runs Python UDFs on local JVM Spark")
 
 
 def test_metrics_match_hand_computed_values():
