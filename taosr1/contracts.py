@@ -1,4 +1,5 @@
-"""Table contracts: each table's schema lives as package data in ``resources/schemas/<table>.json``.
+"""Table contracts: each table's schema lives in the top-level ``schemas/<table>.json``,
+shipped as package data ``taosr1/resources/schemas`` (a symlink to it).
 
 The JSON holds a Spark ``StructType`` in Spark's own JSON form (``StructType.fromJson``), plus the
 partition columns and the primary key, so Spark, delta-rs and the docs all read one definition.

@@ -58,3 +58,15 @@ def test_null_in_required_field_is_named(spark, store):
     with pytest.raises(SchemaViolation, match="field 'raw': required field is null in 1 row"):
         store.write("search_log_bronze", df)
     assert not store.exists("search_log_bronze")
+
+
+def test_contracts_and_suites_live_at_the_top_level_and_ship_in_the_package():
+    """``schemas/`` and ``quality/`` beside ``taosr1/``: the package's resource folders are those folders."""
+    from taosr1 import resources
+    from tests.helpers import REPO
+
+    for kind in ("schemas", "quality"):
+        top = REPO / kind
+        assert top.is_dir() and not top.is_symlink(), kind
+        assert (REPO / "taosr1" / "resources" / kind).resolve() == top.resolve(), kind
+        assert sorted(p.stem for p in top.glob("*.json")) == resources.names(kind)

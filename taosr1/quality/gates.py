@@ -49,7 +49,7 @@ def _class_name(snake: str) -> str:
 
 
 def load_suite(name: str) -> dict:
-    """The packaged suite ``resources/quality/<name>.json``."""
+    """The suite ``quality/<name>.json`` (packaged as ``taosr1/resources/quality``)."""
     from taosr1 import resources
 
     return json.loads(resources.read_text("quality", name))
