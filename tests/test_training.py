@@ -107,7 +107,7 @@ def test_pipeline_train_end_to_end(spark, tmp_path, builtin_model):
     store = store_at(spark, tmp_path / "wh")
     shutil.copytree(builtin_model, tmp_path / "wh" / "models" / "taosr1-builtin")
     res = run_training_pipeline(store, PipelineParams(n=3, sft_steps=60, dpo_steps=4, grpo_steps=2,
-                                                      max_new_tokens=32, grpo_completion_tokens=16))
+                                                      max_new_tokens=32, grpo_completion_tokens=16, eval_pairs=80))
     assert [s[0] for s in res["stages"]][1:] == [s.id for s in TRAINING_LOOP]  # the one stage graph, in order
     # no champion yet: the GRPO model becomes it (it scored beside the others in the same evaluation)
     from taosr1.model.registry import champion
