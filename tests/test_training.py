@@ -144,7 +144,9 @@ def test_pipeline_train_end_to_end(spark, tmp_path, builtin_model):
     assert (m["n"] == m["n"].iloc[0]).all() and m["n"].iloc[0] > 20
     assert np.isnan(m.loc["lexical", "tier_agreement"])
     # tier agreement of the base model, recomputed outside the evaluation from its label probabilities
-    dev = split_pairs_with_products(store, res["corpus_id"], "dev")
+    from taosr1.evaluation.evaluate import subsample
+
+    dev = subsample(split_pairs_with_products(store, res["corpus_id"], "dev"), 80, 13)  # the evaluated pairs
     out = with_label_probs(dev, engine_config(model_path=builtin_model)).select("label", *PROB_COLS).toPandas()
     tiers = lambda lv: np.where(lv >= 3, 2, np.where(lv == 2, 1, 0))  # noqa: E731
     beta = m.loc["base", "beta_cum"]  # fitted on train pairs by the evaluation
