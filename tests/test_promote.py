@@ -27,7 +27,8 @@ def test_challenger_promoted_only_when_it_wins_on_the_same_pairs(spark, tmp_path
     root = store.root
     job(store, "load_labels", source="world")
     assert champion(root) is None and default_model(root).endswith("models/taosr1-builtin")
-    ev = dict(source="world", train_source="world", max_pairs=40, embeddings=False)
+    ev = dict(source="world", train_source="world", max_pairs=40, embeddings=False, calibrate_pairs=None,
+              bootstrap_draws=200)  # the gate reads macro-F1 and NDCG@10; calibration is tested elsewhere
     job(store, "evaluate", models={"first": builtin_model}, champion=True, **ev)
     rep = job(store, "promote_model", challenger=builtin_model)
     assert rep.info["promoted"] and rep.info["reason"].startswith("no champion yet")

@@ -175,7 +175,7 @@ def test_killed_scoring_run_leaves_the_previous_version(spark, ingested, builtin
                              "--warehouse", store.settings.warehouse, "--model", builtin_model, "--batch-size", "1",
                              "--beta-cum", "0.2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # a loaded 2-core box starts spark-submit, torch and the model slowly
     staging = f"{store.path('relevance_scores')}/_staging"
     seen = False
     for line in iter(proc.stdout.readline, b""):  # kill as soon as the engine has started scoring

@@ -107,8 +107,10 @@ def test_pipeline_train_end_to_end(spark, tmp_path, builtin_model):
     store = store_at(spark, tmp_path / "wh")
     shutil.copytree(builtin_model, tmp_path / "wh" / "models" / "taosr1-builtin")
     res = run_training_pipeline(store, PipelineParams(n=3, sft_steps=60, dpo_steps=4, grpo_steps=2,
-                                                      max_new_tokens=32, grpo_completion_tokens=16, eval_pairs=80))
-    assert [s[0] for s in res["stages"]][1:] == [s.id for s in TRAINING_LOOP]  # the one stage graph, in order
+                                                      max_new_tokens=32, grpo_completion_tokens=16, eval_pairs=80,
+                                                      think_first=False))  # the DAG test runs the ablation
+    # the one stage graph, in order (the think-first ablation off)
+    assert [s[0] for s in res["stages"]][1:] == [s.id for s in TRAINING_LOOP if s.id != "sft_think_first"]
     # no champion yet: the GRPO model becomes it (it scored beside the others in the same evaluation)
     from taosr1.model.registry import champion
 
@@ -124,7 +126,7 @@ def test_pipeline_train_end_to_end(spark, tmp_path, builtin_model):
     for r in runs:
         by_stage.setdefault(r.data.tags["taosr1.stage"], []).append(r)
     assert {len(by_stage[s]) for s in ("train_dpo", "train_grpo", "evaluate", "promote_model")} == {1}
-    assert len(by_stage["train_sft"]) == 2  # post-CoT and the think-first ablation
+    assert len(by_stage["train_sft"]) == 1  # post-CoT (think-first off here)
     sft = by_stage["train_sft"][0]
     assert sft.info.status == "FINISHED" and "train_loss" in sft.data.metrics
     assert len(client.get_metric_history(sft.info.run_id, "loss")) >= 2  # logged every 10 of 60 steps
