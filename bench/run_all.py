@@ -13,7 +13,9 @@ Sections (each against a baseline measured side by side in the same run, same ma
   model load, which is reported on its own; FLOPs actually run (tokens the model ran x 2 x non-embedding
   parameters + the LM head per row; attention left out, so the figure is a floor) against a matmul peak measured
   in the same run, same dtype, same threads.
-* ``engine``: label-only scoring vs CoT generation of ``--cot-tokens`` (exactly: ``ignore_eos``) per pair.
+* ``engine``: label-only scoring vs CoT generation of ``--cot-tokens`` (exactly: ``ignore_eos``) per pair; with
+  ``--engine vllm`` also the pooling classifier from the label rows (``label_readout="classify"``) on the same pairs,
+  its speed against the one-token logprobs path and the largest probability difference between them.
 * ``pass_at_n``: the ``sample_pass_at_n`` stage vs one bare ``engine.sample`` call on the same pairs and settings.
 * ``train``: the read-out stage's training (frozen lower layers cached once with the instruction run once, the
   label read out, the top ``--train-layers`` fine-tuned on the cache in length-grouped batches, label-only loss)
@@ -241,6 +243,8 @@ def bench_score(args, model: str, store, work: str, threads: int, dtype: str) ->
 
 
 def bench_engine(args, model: str, threads: int) -> tuple[dict, list]:
+    import numpy as np
+
     from taosr1.engines import create_engine, engine_config
     from taosr1.model.loading import prompt_variant
     from taosr1.prompts import build_messages, render_prompt
@@ -254,7 +258,7 @@ def bench_engine(args, model: str, threads: int) -> tuple[dict, list]:
                for r in pairs.sort_values("query").itertuples()]
     eng.label_probs(prompts[:4])
     t = time.perf_counter()
-    eng.label_probs(prompts)
+    probs = eng.label_probs(prompts)
     label = len(prompts) / (time.perf_counter() - t)
     t = time.perf_counter()
     out = eng.sample(prompts, n=1, temperature=1.0, max_new_tokens=args.cot_tokens, seed=0, ignore_eos=True)
@@ -263,7 +267,20 @@ def bench_engine(args, model: str, threads: int) -> tuple[dict, list]:
     eng.close()
     res = {"engine": args.engine, "pairs": len(prompts), "cot_tokens": args.cot_tokens, "label_pairs_per_s": label,
            "cot_pairs_per_s": cot, "ratios": {"label_over_cot": label / cot}}
-    return res, [[len(prompts), round(label, 2), round(cot, 3), f"{label / cot:.1f}x"]]
+    rows = [[len(prompts), round(label, 2), round(cot, 3), f"{label / cot:.1f}x", "", ""]]
+    if args.engine == "vllm":  # the same pairs through the pooling classifier built from the label rows
+        cls = create_engine(engine_config(backend="vllm", model_path=model, batch_size=args.batch_size, dtype="auto",
+                                          label_readout="classify", **_threads(args.engine, threads)))
+        cls.label_probs(prompts[:4])
+        t = time.perf_counter()
+        cprobs = cls.label_probs(prompts)
+        classify = len(prompts) / (time.perf_counter() - t)
+        cls.close()
+        diff = float(np.abs(cprobs - probs).max())
+        res.update(classify_pairs_per_s=classify, classify_max_abs_diff=diff)
+        res["ratios"]["classify_over_logprobs"] = classify / label
+        rows[0][4:] = [round(classify, 2), f"{classify / label:.2f}x (max |Δp| {diff:.1e})"]
+    return res, rows
 
 
 def bench_pass_at_n(args, model: str, store, threads: int) -> tuple[dict, list]:
@@ -442,7 +459,8 @@ def main() -> None:
     if "engine" in only:
         report["engine"], rows = bench_engine(args, model, threads)
         print_table(f"label-only vs CoT generation of {args.cot_tokens} tokens ({args.engine}, pairs/s)",
-                    ["pairs", "label pairs/s", "CoT pairs/s", "label / CoT"], rows)
+                    ["pairs", "label pairs/s", "CoT pairs/s", "label / CoT", "classify pairs/s (vllm)",
+                     "classify / logprobs"], rows)
     if "pass_at_n" in only:
         report["pass_at_n"], rows = bench_pass_at_n(args, model, store, threads)
         print_table(f"pass@N: the stage vs one bare {args.engine} sample call (pairs/s, model load excluded)",
