@@ -173,7 +173,11 @@ class Context:
         frames = [(t, df.cache(), m, r) for t, df, m, r in frames]  # the staged rows are the committed rows
         where = staging.stage(self.store.root, self.report.stage, self.report.ds or self.run_id, self.txn_version,
                               frames)
-        out = [self.write(t, df, m, r) for t, df, m, r in frames]
+        try:
+            out = [self.write(t, df, m, r) for t, df, m, r in frames]
+        finally:
+            for _, df, _, _ in frames:
+                df.unpersist()
         staging.clear(where)
         return out
 

@@ -169,11 +169,10 @@ class LoopSettings(BaseModel):
 
 
 BUILTIN_MAX_PARAMETERS = 5_000_000  # the built-in model has 0.7M; imported small models start near 100M
-CARD = "taosr1_model.json"  # taosr1.model.loading.CARD (read here without importing the model layer)
-
-
 def base_card(base: str) -> dict[str, Any]:
     """The base model's card (empty where it has none)."""
+    from taosr1.model.loading import CARD  # plain Python: the Airflow venv imports it too
+
     card = Path(base) / CARD
     return json.loads(card.read_text()) if card.is_file() else {}
 
@@ -189,11 +188,6 @@ def resolve_recipe(recipe: str, base: str) -> str:
         h, layers = int(c.get("hidden_size", 0)), int(c.get("num_hidden_layers", 0))
         params = int(c.get("vocab_size", 0)) * h + 12 * layers * h * h
     return "builtin" if params is None or int(params) <= BUILTIN_MAX_PARAMETERS else "small"
-
-
-def base_prompt(base: str) -> str:
-    """The prompt variant the base was trained or imported for (its card's ``prompt``; ``long`` unless compact)."""
-    return "compact" if base_card(base).get("prompt") == "compact" else "long"
 
 
 def loop_settings(s: LoopSettings, recipe: str) -> dict[str, dict[str, Any]]:
@@ -227,9 +221,11 @@ def loop_variables(*, source: str, tag: str, base: str, models: str, from_candid
                    eval_source: str = "") -> dict[str, str]:
     """The loop's variables before any step ran (ids from ``tag``: a run's day in the DAG, a random tag in the
     pipeline); each training step's output is named from its wiring, so a later step can name it up front."""
+    from taosr1.model.loading import prompt_variant
+
     corpus = f"corpus-{source}-{tag}"
     variables = {"source": source, "corpus": corpus, "run": f"passn-{source}-{tag}", "base": base,
-                 "models": models, "from_candidates": from_candidates, "prompt": base_prompt(base),
+                 "models": models, "from_candidates": from_candidates, "prompt": prompt_variant(base),
                  "eval_corpus": "" if eval_source else corpus, "eval_source": eval_source,
                  "eval_train_source": source if eval_source else ""}
     for step in TRAINING_LOOP:
