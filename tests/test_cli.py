@@ -18,10 +18,10 @@ runner = CliRunner()
 @jvm_only
 def test_demo_runs_the_main_job(spark, tmp_path):
     wh = str(tmp_path / "wh")
-    res = runner.invoke(app, ["demo", "--warehouse", wh, "--days", "2"])
+    res = runner.invoke(app, ["demo", "--warehouse", wh, "--days", "1"])  # each further day repeats ingest + score
     assert res.exit_code == 0, res.output
-    assert "search-log ingest" in res.output and "2026-11-20" in res.output
-    assert "NO" not in res.output and "relevance scoring 2026-11-20" in res.output
+    assert "search-log ingest" in res.output and "2026-11-19" in res.output
+    assert "NO" not in res.output and "relevance scoring 2026-11-19" in res.output
     # the terminal shows the demo's own lines; library bars and INFO lines are in the log it names
     assert "Loading weights" not in res.output and " INFO " not in res.output, res.output
     log = next(line.split(": ", 1)[1].strip() for line in res.output.splitlines() if line.startswith("log ("))

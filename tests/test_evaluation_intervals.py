@@ -31,6 +31,24 @@ def test_fast_macro_f1_equals_scikit_learn():
         assert fast_macro_f1(gold, pred) == pytest.approx(want)
 
 
+def test_quadratic_kappa_and_spearman_equal_scikit_learn_and_scipy():
+    from scipy.stats import spearmanr
+    from sklearn.metrics import cohen_kappa_score
+
+    from taosr1.evaluation.intervals import spearman
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        gold = rng.integers(1, 5, 200)
+        pred = np.clip(gold + rng.integers(-2, 3, 200), 1, 4)
+        pred[:3] = 0  # no label read: left out of the confusion matrix, as scikit-learn does with labels=
+        want = cohen_kappa_score(gold, pred, labels=[4, 3, 2, 1], weights="quadratic")
+        assert quadratic_kappa(gold, pred) == pytest.approx(want, abs=1e-12)
+        rating, score = gold + rng.normal(0, 0.3, 200).round(1), rng.normal(size=200).round(1)  # with ties
+        assert spearman(rating, score) == pytest.approx(spearmanr(rating, score).statistic, abs=1e-12)
+    assert np.isnan(quadratic_kappa(np.array([1, 2, 3]), np.zeros(3, dtype=int)))  # no level read: undefined
+
+
 def test_quadratic_kappa_known_values():
     gold = np.array([1, 2, 3, 4, 1, 2, 3, 4])
     assert quadratic_kappa(gold, gold) == pytest.approx(1.0)

@@ -94,78 +94,34 @@ def test_evaluate_across_sources(spark, tmp_path, builtin_model):
 
 @pytest.mark.slow
 @jvm_only
-def test_pipeline_train_end_to_end(spark, tmp_path, builtin_model):
-    import shutil
+def test_pipeline_train_runs_the_loop_in_process_until_a_step(spark, tmp_path):
+    """`taosr1 pipeline train` walks the same steps as the training DAG in one process; the whole loop (evaluation
+    and promotion included) is the DAG test's (tests/test_airflow.py). Here: the pipeline's own part, from loading
+    the judged pairs and building the base model to ``--until``, which stops after the read-out."""
+    import mlflow
+    from click.testing import CliRunner
 
-    from taosr1.engines import engine_config
-    from taosr1.evaluation.evaluate import split_pairs_with_products
-    from taosr1.inference import PROB_COLS, with_label_probs
-    from taosr1.scoring.cumpt import Thresholds, levels
-    from taosr1.stages import TRAINING_LOOP
-    from taosr1.training.pipeline import PipelineParams, run_training_pipeline
-
-    store = store_at(spark, tmp_path / "wh")
-    shutil.copytree(builtin_model, tmp_path / "wh" / "models" / "taosr1-builtin")
-    res = run_training_pipeline(store, PipelineParams(n=3, sft_steps=60, dpo_steps=4, grpo_steps=2,
-                                                      max_new_tokens=32, grpo_completion_tokens=16, eval_pairs=80,
-                                                      think_first=False))  # the DAG test runs the ablation
-    # the one stage graph, in order (the think-first ablation off)
-    assert [s[0] for s in res["stages"]][1:] == [s.id for s in TRAINING_LOOP if s.id != "sft_think_first"]
-    # no champion yet: the GRPO model becomes it (it scored beside the others in the same evaluation)
-    from taosr1.model.registry import champion
-
-    assert res["promotion"].startswith("no champion yet")
-    assert champion(store.root).path == str(next((tmp_path / "wh" / "models").glob("grpo-*")).resolve())
-    # MLflow: a run per training stage with TRL's loss curve and the model's files; the champion's alias
-    mlflow = pytest.importorskip("mlflow")
+    from taosr1.cli import app
     from taosr1.tracking import tracking_uri
 
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri(store.root), registry_uri=tracking_uri(store.root))
+    wh = tmp_path / "wh"
+    res = CliRunner().invoke(app, ["pipeline", "train", "--until", "readout", "--warehouse", str(wh)])
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())
+    for step in ("load + base model", "corpus", "readout"):
+        assert step in out
+    assert "learning curve of the read-out" in out and "sft" not in out.split("readout", 1)[1].split("learning")[0]
+    assert "dev table" not in out and "champion:" not in out  # nothing past the read-out ran
+    models = sorted(p.name for p in (wh / "models").iterdir())
+    assert models[-1] == "taosr1-builtin" and [m.split("-")[0] for m in models[:-1]] == ["lpft", "readout"]
+    corpus = models[0].removeprefix("lpft-")
+    card = json.loads((wh / "models" / models[0] / "taosr1_model.json").read_text())
+    assert card["stage"] == "readout_ft" and card["data"].startswith(f"corpus_pairs {corpus} split=train")
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri(str(wh)))
     runs = client.search_runs([client.get_experiment_by_name("taosr1").experiment_id])
-    by_stage = {}
-    for r in runs:
-        by_stage.setdefault(r.data.tags["taosr1.stage"], []).append(r)
-    assert {len(by_stage[s]) for s in ("train_dpo", "train_grpo", "evaluate", "promote_model")} == {1}
-    assert len(by_stage["train_sft"]) == 1  # post-CoT (think-first off here)
-    sft = by_stage["train_sft"][0]
-    assert sft.info.status == "FINISHED" and "train_loss" in sft.data.metrics
-    assert len(client.get_metric_history(sft.info.run_id, "loss")) >= 2  # logged every 10 of 60 steps
-    assert sft.data.params["taosr1.max_steps"] == "60" and sft.data.params["learning_rate"]
-    files = {a.path for a in client.list_artifacts(sft.info.run_id, "model")}
-    assert {"model/taosr1_model.json", "model/config.json", "model/model.safetensors"} <= files
-    alias = client.get_model_version_by_alias("taosr1-relevance", "champion")
-    assert alias.source.endswith(champion(store.root).path.split("/")[-1])
-    m = res["metrics"].set_index("system")
-    assert {"base", "readout", "lpft", "sft", "dpo", "grpo", "chance", "majority", "lexical", "embedding",
-            "cross_encoder"} <= set(m.index)
-    assert (m.loc[["readout", "lpft", "sft"], "macro_f1_low"] <= m.loc[["readout", "lpft", "sft"], "macro_f1"]).all()
-    # the read-out's learning curve: in the result, and as an MLflow series (step = examples seen)
-    ro = by_stage["train_readout"][0]
-    assert [h.step for h in client.get_metric_history(ro.info.run_id, "curve.dev_macro_f1")] == \
-        [p["examples"] for p in res["curve"]] and len(res["curve"]) >= 2
-    assert (m["n"] == m["n"].iloc[0]).all() and m["n"].iloc[0] > 20
-    assert np.isnan(m.loc["lexical", "tier_agreement"])
-    # tier agreement of the base model, recomputed outside the evaluation from its label probabilities
-    from taosr1.evaluation.evaluate import subsample
-
-    dev = subsample(split_pairs_with_products(store, res["corpus_id"], "dev"), 80, 13)  # the evaluated pairs
-    out = with_label_probs(dev, engine_config(model_path=builtin_model)).select("label", *PROB_COLS).toPandas()
-    tiers = lambda lv: np.where(lv >= 3, 2, np.where(lv == 2, 1, 0))  # noqa: E731
-    beta = m.loc["base", "beta_cum"]  # fitted on train pairs by the evaluation
-    want = np.mean(tiers(levels(out[list(PROB_COLS)].to_numpy(), Thresholds.cum(beta))) == tiers(out["label"]))
-    assert abs(m.loc["base", "tier_agreement"] - want) < 1e-9
-    # pass@N ran twice: with the SFT policy for DPO, with the DPO policy for the difficulty set
-    policies = store.read("pass_at_n_samples").groupBy("run_id", "model_version").count().collect()
-    assert len({r.run_id for r in policies}) == 2 and len({r.model_version for r in policies}) == 2
-    html = res["report"].read_text()
-    assert html.count("data:image/png;base64,") >= 4 and "macro-F1" in html
-    # every model folder carries a card naming its data
-    import json
-
-    for stage in ("sft", "dpo", "grpo"):
-        folder = next((tmp_path / "wh" / "models").glob(f"{stage}-*"))
-        card = json.loads((folder / "taosr1_model.json").read_text())
-        assert card["stage"] == stage and "v" in card["data"] and (folder / "model.safetensors").exists()
+    assert [r.data.tags["taosr1.stage"] for r in runs] == ["train_readout"]  # the one training stage that ran
+    bad = CliRunner().invoke(app, ["pipeline", "train", "--until", "sft2", "--warehouse", str(wh)])
+    assert bad.exit_code != 0 and "not a step of the loop: 'sft2'" in bad.output and "Traceback" not in bad.output
 
 
 @jvm_only

@@ -233,9 +233,11 @@ def pipeline_train_cmd(warehouse: str | None = None, backend: str | None = None,
             c.add_row(str(pt["examples"]), f"{pt['macro_f1']:.3f}", f"{pt['accuracy']:.3f}", f"{pt['spearman']:.3f}",
                       "" if pt.get("loss") is None else f"{pt['loss']:.3f}")
         print_wide(c)
-    print_wide(metrics_rich_table(res["metrics"], f"dev table ({res['eval_id']})"))
-    console.print(f"report: {res['report']}")
-    console.print(f"champion: {res['promotion']}")
+    if res["metrics"] is not None:
+        print_wide(metrics_rich_table(res["metrics"], f"dev table ({res['eval_id']})"))
+        console.print(f"report: {res['report']}")
+    if res["promotion"] is not None:
+        console.print(f"champion: {res['promotion']}")
 
 
 @click.command("demo", help="The main job on the embedded default: sample world -> simulated logs -> ingest -> "

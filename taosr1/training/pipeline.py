@@ -13,7 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from taosr1.io.tables import TableStore
 from taosr1.job import OptionalIdent, Params, run_stage
@@ -36,6 +36,16 @@ class PipelineParams(Params, LoopSettings):
     eval_source: OptionalIdent = Field(default=None, description="Evaluate on every judged pair of this loaded "
                                        "source (e.g. homedepot-dev) instead of the corpus' dev split.")
     think_first: bool = Field(default=True, description="Also train the think-first CoT-SFT ablation.")
+    until: str | None = Field(default=None, description="Stop after this step of the loop, e.g. readout (the corpus "
+                              "and the read-out only) or dpo; default: the whole loop, evaluation and promotion.")
+
+    @field_validator("until")
+    @classmethod
+    def _a_step(cls, v: str | None) -> str | None:
+        ids = [s.id for s in TRAINING_LOOP]
+        if v is not None and v not in ids:
+            raise ValueError(f"not a step of the loop: {v!r} (one of {', '.join(ids)})")
+        return v
 
     def loop(self) -> LoopSettings:
         """The shared settings alone (what the DAG's params carry)."""
@@ -78,14 +88,17 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
             variables[step.produces] = str(rep.info["path"])
         stages.append((step.id, time.time() - t, "no training rows: kept the starting model"
                        if rep.info.get("skipped") else _detail(rep)))
-    eval_id = reports["evaluate"].run_id
+        if step.id == cfg.until:
+            break
+    evaluated = reports.get("evaluate")
+    eval_id = evaluated.run_id if evaluated else None
     total = time.time() - started
-    log_event(log, "pipeline.done", seconds=round(total, 1), corpus_id=corpus, eval_id=eval_id)
-    return {"stages": stages, "seconds": total, "metrics": metrics_table(store, eval_id),
-            "curve": reports["readout"].info.get("curve", []),
-            "report": reports["evaluate"].info["report"], "corpus_id": corpus,
-            "run_id": variables["run"], "eval_id": eval_id, "reports": reports,
-            "promotion": reports["promote"].info["reason"]}
+    log_event(log, "pipeline.done", seconds=round(total, 1), corpus_id=corpus, eval_id=eval_id, until=cfg.until)
+    return {"stages": stages, "seconds": total, "metrics": metrics_table(store, eval_id) if eval_id else None,
+            "curve": reports["readout"].info.get("curve", []) if "readout" in reports else [],
+            "report": evaluated.info["report"] if evaluated else None, "corpus_id": corpus,
+            "run_id": variables["run"], "eval_id": eval_id, "reports": reports, "variables": variables,
+            "promotion": reports["promote"].info["reason"] if "promote" in reports else None}
 
 
 def _detail(rep) -> str:
