@@ -49,8 +49,20 @@ def test_every_stage_has_one_command_and_one_job_file():
         assert cmd.name == spec.command[-1]
 
 
+def test_the_ingest_command_offers_every_ingest_setting():
+    """`taosr1 ingest` is generated from the stage's params (a day range in place of --ds), like the job file."""
+    from taosr1.cli import INGEST_OWN
+    from taosr1.ingest.logs import IngestParams
+
+    names = {o.name for o in app.commands["ingest"].params}
+    assert set(IngestParams.model_fields) - set(INGEST_OWN) <= names and {"ds", "start", "end"} <= names
+
+
 @pytest.mark.parametrize("args, message", [
     (["ingest", "--input", "x"], "give --ds DAY"),
+    (["ingest", "--ds", "2026-11-19", "--min-valid-share", "2"], "--min-valid-share: Input should be less than or "
+                                                                "equal to 1"),
+    (["ingest", "--start", "2026-11-19", "--end", "2026-11-3"], "--ds: Value error, a day is yyyy-MM-dd"),
     (["score", "--ds", "2026-13-01"], "--ds: Value error, a day is yyyy-MM-dd"),
     (["score", "--ds", "2026-11-19", "--beta-cum", "nan"], "--beta-cum:"),
     (["score", "--ds", "2026-11-19", "--batch-size", "0"], "--batch-size: Input should be greater than or equal to 1"),

@@ -62,25 +62,35 @@ def build_cli() -> click.Group:
     return root
 
 
+def _ingest_model():
+    from taosr1.ingest.logs import IngestParams
+
+    return IngestParams
+
+
+INGEST_OWN = ("ds", "data_docs")  # the day range replaces --ds; Data Docs are rebuilt once, after the last day
+
+
 @click.command("ingest", help="Ingest raw logs into bronze, silver and quarantine; re-running a day replaces it.")
-@click.option("--input", "input_path", default="warehouse/raw/search_logs", show_default=True,
-              help="Raw log folder with ds=yyyy-MM-dd/ sub-folders.")
 @click.option("--ds", help="One day (yyyy-MM-dd).")
 @click.option("--start", help="First day of a range.")
 @click.option("--end", help="Last day of a range (inclusive).")
-@click.option("--gate/--no-gate", default=True, show_default=True, help="Run the quality gate before publishing.")
-@click.option("--gate-sample-rows", type=click.IntRange(min=1), default=100_000, show_default=True,
-              help="Row-level gate checks on at most this many silver rows; whole-day aggregates check the rest.")
-@with_options(WAREHOUSE_OPTS)
-def ingest_cmd(input_path: str, ds: str | None, start: str | None, end: str | None, gate: bool,
-               gate_sample_rows: int, warehouse: str | None, backend: str | None) -> None:
+@with_options(params_options(_ingest_model(), skip=INGEST_OWN) + WAREHOUSE_OPTS)
+def ingest_cmd(ds: str | None, start: str | None, end: str | None, warehouse: str | None, backend: str | None,
+               **raw: Any) -> None:
+    """Options generated from the stage's ``IngestParams`` (as ``jobs/ingest_logs.py`` is), plus a day range."""
     from taosr1.ingest.logs import ingest_logs
 
     if not (ds or start):
         fail("give --ds DAY or --start DAY [--end DAY]")
+    model = _ingest_model()
+    options = values_of(model, raw)
+    for day in (ds or start, None if ds else end):  # each day and every option checked before Spark starts
+        if day is not None:
+            validated(model, ds=day, **options)
     spark, store = open_cli_store(warehouse, backend, "taosr1-ingest-logs")
-    present_ingest(store, guarded(lambda: ingest_logs(store, input_path, ds or start, None if ds else end,
-                                                        gate=gate, gate_sample_rows=gate_sample_rows)))
+    input_path = options.pop("input")
+    present_ingest(store, guarded(lambda: ingest_logs(store, input_path, ds or start, None if ds else end, **options)))
 
 
 def _simulate_model():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 from pathlib import Path
 
 from pydantic import Field
@@ -244,13 +245,10 @@ class IngestDay(Stage[IngestParams]):
                                 f"{(c.rows_in, c.kept, c.quarantined)}; dedup {c.filtered['duplicate']}")
 
 
-def ingest_logs(store: TableStore, input_path: str, start: str, end: str | None = None, *, gate: bool = True,
-                min_valid_share: float = 0.9, gate_sample_rows: int = 100_000) -> list[Report]:
-    """Ingest every day in ``[start, end]``; each day is its own idempotent run, recorded in ``job_runs``. Data Docs
-    are rebuilt once, after the last day, not per day."""
+def ingest_logs(store: TableStore, input_path: str, start: str, end: str | None = None,
+                **options: Any) -> list[Report]:
+    """Ingest every day in ``[start, end]``; each day is its own idempotent run, recorded in ``job_runs``, with
+    ``options`` the other :class:`IngestParams` fields. Data Docs are rebuilt once, after the last day, not per day."""
     days = days_between(start, end)
-    return [run_stage(IngestDay(), store, IngestParams(input=input_path, ds=ds, gate=gate,
-                                                       min_valid_share=min_valid_share,
-                                                       gate_sample_rows=gate_sample_rows,
-                                                       data_docs=ds == days[-1]))
+    return [run_stage(IngestDay(), store, IngestParams(input=input_path, ds=ds, **options, data_docs=ds == days[-1]))
             for ds in days]
