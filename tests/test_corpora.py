@@ -181,6 +181,31 @@ def test_pipeline_sft_pass_at_n_dpo_difficulty_and_trl_trainers(corpus, builtin_
         assert any("reward" in k for h in g.state.log_history for k in h)
 
 
+def test_difficulty_counts_its_input_and_a_pair_listed_twice_fails_the_run(corpus, spark, tmp_path):
+    """label_difficulty's rows_in is the pass@N run's distinct pairs (its input), kept and the filters are counted
+    on the committed rows; a corpus that lists a sampled pair twice (the join fans out) fails the run, naming the
+    pair, and its job_runs row says so."""
+    import shutil
+
+    from taosr1.errors import SchemaViolation
+
+    src, cid, _ = corpus
+    shutil.copytree(src.root, tmp_path / "wh")
+    store = store_at(spark, tmp_path / "wh")
+    job(store, "sample_pass_at_n", corpus_id=cid, run_id="twice", engine="rules", n=2, chunks=1, balanced_only=True)
+    samples = store.read("pass_at_n_samples").where(F.col("run_id") == "twice")
+    c = job(store, "label_difficulty", run_id="twice").counts
+    assert c.adds_up() and c.rows_in == samples.select("query_id", "product_id").distinct().count()
+    key = samples.select("query_id", "product_id").first()
+    again = store.read("corpus_pairs").where((F.col("corpus_id") == cid) & (F.col("query_id") == key.query_id) &
+                                             (F.col("product_id") == key.product_id))
+    store.write("corpus_pairs", again, "append")
+    with pytest.raises(SchemaViolation, match=f"primary key occurs 2 times.*{key.product_id}"):
+        job(store, "label_difficulty", run_id="twice")
+    last = store.read("job_runs").where("job = 'label_difficulty'").orderBy(F.desc("started_at")).first()
+    assert last.status == "failed" and "primary key occurs 2 times" in last.error
+
+
 @pytest.mark.slow
 def test_killed_pass_at_n_resumes_without_duplicates(corpus, builtin_model, spark):
     store, cid, _ = corpus

@@ -105,6 +105,29 @@ def test_calibration_recovers_a_good_beta(tmp_path):
 pytestmark = jvm_only
 
 
+def test_calibrate_stage_counts_every_judged_pair(spark, ingested, builtin_model, tmp_path):
+    """calibrate_buckets: rows_in is the source's judged pairs; a pair whose product the catalog lacks is counted
+    (unknown_product), the rest went to the engine and came back (kept + engine_error); thresholds land beside
+    the model, versioned."""
+    import shutil
+
+    from pyspark.sql import functions as F
+
+    from taosr1.model.reference import load_thresholds
+
+    store = ingested
+    model = tmp_path / "model"
+    shutil.copytree(builtin_model, model)  # the thresholds are written beside the model
+    labels = store.read("query_product_labels").where(F.col("source") == "world")
+    n = labels.count()
+    store.write("query_product_labels", labels.limit(1).withColumn("product_id", F.lit("no-such-product")), "append")
+    rep = job(store, "calibrate_buckets", source="world", model=str(model), engine="hf")
+    c = rep.counts
+    assert c.adds_up() and c.rows_in == n + 1 and c.filtered["unknown_product"] == 1
+    assert c.kept + c.filtered["engine_error"] == n and c.kept > 0
+    assert load_thresholds(model)[1] == "calibration v1"
+
+
 def test_score_day_counts_and_rerun(spark, ingested, builtin_model):
     store = ingested
     shown = store.read("search_log").where("event_type = 'impression'").select("query_id", "product_id") \

@@ -69,11 +69,14 @@ class Difficulty(Stage[DifficultyParams]):
         out = j.select(F.lit(p.run_id).alias("run_id"), *KEY, "split", prompt_column(p.prompt).alias("prompt"),
                        F.col("label").alias("gold_label"), F.col("n_correct").cast("int").alias("n_correct"),
                        F.col("n_samples").cast("int").alias("n_samples"), "pass_rate", "bucket", "in_grpo")
-        w = ctx.write("grpo_prompts", out, "overwrite", replace={"run_id": p.run_id})
+        n_pairs = samples.select(*KEY).distinct().count()  # the input: one prompt row per sampled pair
+        ctx.write("grpo_prompts", out, "overwrite", replace={"run_id": p.run_id})
         t = store.read("grpo_prompts").where(F.col("run_id") == p.run_id)
         inside = (F.col("n_correct") > 0) & (F.col("n_correct") < F.lit(gamma))
         c = ctx.report.counts
-        c.rows_in, c.kept = w.rows, t.where("in_grpo").count()
+        # rows_in counts the input; kept and the filters count the committed rows, so a pair lost or doubled on
+        # the way (a corpus listing a pair twice, a join that fans out) fails the run's count check
+        c.rows_in, c.kept = n_pairs, t.where("in_grpo").count()
         c.filtered["outside_0_gamma"] = t.where(~inside).count()
         c.filtered["class_balance"] = t.where(inside & ~F.col("in_grpo")).count()
         mix = t.groupBy("gold_label", "bucket", "in_grpo").count().collect()

@@ -39,11 +39,13 @@ class Calibrate(Stage[CalibrateParams]):
         model = ModelRef.resolve(engine.model_path, backend=engine.backend)
         labels = store.read("query_product_labels").where(F.col("source") == p.source)
         pairs = with_products(store, labels, how="inner")
+        c = ctx.report.counts
+        c.rows_in, n_pairs = labels.count(), pairs.count()
+        c.filtered["unknown_product"] = c.rows_in - n_pairs  # judged pairs whose product the catalog lacks
         with engine_failures():
             scored = with_label_probs(pairs, engine).select("label", *PROB_COLS, "error").toPandas()
-        c = ctx.report.counts
-        c.rows_in = len(scored)
         ok = scored[scored["error"].isna()]
+        # kept + engine errors count what came back from the engine: a row it lost fails the count check
         c.kept, c.filtered["engine_error"] = len(ok), int(scored["error"].notna().sum())
         check_error_budget(c.filtered["engine_error"], c.rows_in, p.max_error_share, f"calibrate on {p.source}")
         if ok.empty:

@@ -130,12 +130,15 @@ class ScoreCatalog(Stage[ScoreParams]):
                             F.lit(model.name).alias("model_name"), F.lit(model.version).alias("model_version"),
                             F.lit(PROMPT_VERSION).alias("prompt_version"), F.lit(engine.backend).alias("engine"),
                             F.lit(run_id).alias("run_id"), F.current_timestamp().alias("scored_at")))
-            if p.gate:  # before publication; the expected count comes from the input, not from the checked rows
+            if p.gate:  # before publication
                 from taosr1.quality.frames import relevance_frames
                 from taosr1.quality.gates import require, run_gate
 
+                # one row per distinct input pair not quarantined, counted on the input and on the quarantine
+                # frame, never on the rows checked (a product listed twice would double its pairs)
+                expected = todo.select(*KEY).distinct().count() - bad.select(*KEY).distinct().count()
                 require(run_gate("relevance_scores", relevance_frames(good, th), f"{store.root}/quality",
-                                 f"{STAGE}-{ds}", {"expected_rows": n_to_score - n_failed}))
+                                 f"{STAGE}-{ds}", {"expected_rows": expected}))
             keep = None
             if existing is not None:
                 keep = existing if p.incremental else existing.where(F.col("model_version") != model.version)
