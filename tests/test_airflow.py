@@ -54,7 +54,7 @@ def test_dags_in_real_airflow(spark, tmp_path):
 
 
 def _the_loop_left_its_runs_models_and_evaluation(spark, wh):
-    """What relevance_training's run (tests_airflow: corpus-world-20261122, 20 SFT steps, 60 evaluated pairs) left."""
+    """What relevance_training's run (tests_airflow: corpus-world-20261122, 5 SFT steps, 60 evaluated pairs) left."""
     import json
 
     from taosr1.engines import engine_config
@@ -67,7 +67,7 @@ def _the_loop_left_its_runs_models_and_evaluation(spark, wh):
     mlflow = pytest.importorskip("mlflow")
     store = store_at(spark, wh)
     corpus = "corpus-world-20261122"
-    # MLflow: a run per training stage with TRL's loss curve and the model's files
+    # MLflow: a run per training stage with TRL's final loss and the model's files (loss curves: test_corpora)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri(store.root), registry_uri=tracking_uri(store.root))
     by_stage: dict[str, list] = {}
     for r in client.search_runs([client.get_experiment_by_name("taosr1").experiment_id]):
@@ -76,8 +76,7 @@ def _the_loop_left_its_runs_models_and_evaluation(spark, wh):
         {"train_readout": 1, "train_sft": 2, "train_dpo": 1, "train_grpo": 1}  # SFT: post-CoT and think-first
     sft = next(r for r in by_stage["train_sft"] if "-tf-" not in r.data.params.get("taosr1.out", "-tf-"))
     assert sft.info.status == "FINISHED" and "train_loss" in sft.data.metrics
-    assert len(client.get_metric_history(sft.info.run_id, "loss")) >= 2  # logged every 10 of 20 steps
-    assert sft.data.params["taosr1.max_steps"] == "20" and sft.data.params["learning_rate"]
+    assert sft.data.params["taosr1.max_steps"] == "5" and sft.data.params["learning_rate"]
     files = {a.path for a in client.list_artifacts(sft.info.run_id, "model")}
     assert {"model/taosr1_model.json", "model/config.json", "model/model.safetensors"} <= files
     # the read-out's learning curve as an MLflow series (step = examples seen)

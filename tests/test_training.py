@@ -97,7 +97,8 @@ def test_evaluate_across_sources(spark, tmp_path, builtin_model):
 def test_pipeline_train_runs_the_loop_in_process_until_a_step(spark, tmp_path):
     """`taosr1 pipeline train` walks the same steps as the training DAG in one process; the whole loop (evaluation
     and promotion included) is the DAG test's (tests/test_airflow.py). Here: the pipeline's own part, from loading
-    the judged pairs and building the base model to ``--until``, which stops after the read-out."""
+    the judged pairs and building the base model to ``--until``, which stops after SFT; and TRL's loss curve in the
+    SFT stage's MLflow run."""
     import mlflow
     from click.testing import CliRunner
 
@@ -105,21 +106,26 @@ def test_pipeline_train_runs_the_loop_in_process_until_a_step(spark, tmp_path):
     from taosr1.tracking import tracking_uri
 
     wh = tmp_path / "wh"
-    res = CliRunner().invoke(app, ["pipeline", "train", "--until", "readout", "--warehouse", str(wh)])
+    res = CliRunner().invoke(app, ["pipeline", "train", "--until", "sft", "--sft-steps", "20", "--warehouse", str(wh)])
     assert res.exit_code == 0, res.output
     out = " ".join(res.output.split())
-    for step in ("load + base model", "corpus", "readout"):
+    for step in ("load + base model", "corpus", "readout", "sft"):
         assert step in out
-    assert "learning curve of the read-out" in out and "sft" not in out.split("readout", 1)[1].split("learning")[0]
-    assert "dev table" not in out and "champion:" not in out  # nothing past the read-out ran
+    assert "learning curve of the read-out" in out and "sft_think_first" not in out and "passn" not in out
+    assert "dev table" not in out and "champion:" not in out  # nothing past SFT ran
     models = sorted(p.name for p in (wh / "models").iterdir())
-    assert models[-1] == "taosr1-builtin" and [m.split("-")[0] for m in models[:-1]] == ["lpft", "readout"]
+    assert [m.split("-")[0] for m in models] == ["lpft", "readout", "sft", "taosr1"]
     corpus = models[0].removeprefix("lpft-")
     card = json.loads((wh / "models" / models[0] / "taosr1_model.json").read_text())
     assert card["stage"] == "readout_ft" and card["data"].startswith(f"corpus_pairs {corpus} split=train")
     client = mlflow.MlflowClient(tracking_uri=tracking_uri(str(wh)))
-    runs = client.search_runs([client.get_experiment_by_name("taosr1").experiment_id])
-    assert [r.data.tags["taosr1.stage"] for r in runs] == ["train_readout"]  # the one training stage that ran
+    runs = {r.data.tags["taosr1.stage"]: r for r in
+            client.search_runs([client.get_experiment_by_name("taosr1").experiment_id])}
+    assert set(runs) == {"train_readout", "train_sft"}  # the training stages that ran
+    sft = runs["train_sft"]
+    assert sft.info.status == "FINISHED" and "train_loss" in sft.data.metrics
+    assert len(client.get_metric_history(sft.info.run_id, "loss")) >= 2  # TRL logs every 10 of 20 steps
+    assert sft.data.params["taosr1.max_steps"] == "20"
     bad = CliRunner().invoke(app, ["pipeline", "train", "--until", "sft2", "--warehouse", str(wh)])
     assert bad.exit_code != 0 and "not a step of the loop: 'sft2'" in bad.output and "Traceback" not in bad.output
 

@@ -137,7 +137,7 @@ def test_relevance_training_runs_the_loop_end_to_end(dagbag):
     assert before is not None  # the demo crowned its scorer
     run = dag.test(logical_date=datetime(2026, 11, 22, 5, tzinfo=timezone.utc),
                    run_conf={"warehouse": wh, "n": 2, "max_new_tokens": 8, "grpo_completion_tokens": 8,
-                             "sft_steps": 20, "dpo_steps": 2, "grpo_steps": 1, "embeddings": False, "eval_pairs": 60,
+                             "sft_steps": 5, "dpo_steps": 2, "grpo_steps": 1, "embeddings": False, "eval_pairs": 60,
                              "min_gain_macro_f1": 1.0})
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert set(states.values()) == {"success"}, states

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pyspark import StorageLevel
