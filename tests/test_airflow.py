@@ -67,7 +67,8 @@ def _the_loop_left_its_runs_models_and_evaluation(spark, wh):
     mlflow = pytest.importorskip("mlflow")
     store = store_at(spark, wh)
     corpus = "corpus-world-20261122"
-    # MLflow: a run per training stage with TRL's final loss and the model's files (loss curves: test_corpora)
+    # MLflow: a run per training stage with TRL's final loss and the model's files (the loss curve: test_training's
+    # pipeline test); the registry's champion alias on the champion the promotion kept
     client = mlflow.MlflowClient(tracking_uri=tracking_uri(store.root), registry_uri=tracking_uri(store.root))
     by_stage: dict[str, list] = {}
     for r in client.search_runs([client.get_experiment_by_name("taosr1").experiment_id]):
@@ -77,6 +78,10 @@ def _the_loop_left_its_runs_models_and_evaluation(spark, wh):
     sft = next(r for r in by_stage["train_sft"] if "-tf-" not in r.data.params.get("taosr1.out", "-tf-"))
     assert sft.info.status == "FINISHED" and "train_loss" in sft.data.metrics
     assert sft.data.params["taosr1.max_steps"] == "5" and sft.data.params["learning_rate"]
+    from taosr1.model.registry import champion
+
+    alias = client.get_model_version_by_alias("taosr1-relevance", "champion")
+    assert alias.source.endswith(champion(store.root).path.split("/")[-1])
     files = {a.path for a in client.list_artifacts(sft.info.run_id, "model")}
     assert {"model/taosr1_model.json", "model/config.json", "model/model.safetensors"} <= files
     # the read-out's learning curve as an MLflow series (step = examples seen)

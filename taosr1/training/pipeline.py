@@ -97,7 +97,7 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
     return {"stages": stages, "seconds": total, "metrics": metrics_table(store, eval_id) if eval_id else None,
             "curve": reports["readout"].info.get("curve", []) if "readout" in reports else [],
             "report": evaluated.info["report"] if evaluated else None, "corpus_id": corpus,
-            "run_id": variables["run"], "eval_id": eval_id, "reports": reports, "variables": variables,
+            "run_id": variables["run"], "eval_id": eval_id, "reports": reports,
             "promotion": reports["promote"].info["reason"] if "promote" in reports else None}
 
 
