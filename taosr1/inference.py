@@ -111,12 +111,12 @@ def engine_layout(spark) -> tuple[int, int] | None:
     return executors, max(cores, task_cpus)
 
 
-def _prologue(df: DataFrame, config: EngineConfig, added: list[StructField], keys: Sequence[str]
-              ) -> tuple[DataFrame, str, StructType]:
+def _prologue(df: DataFrame, config: EngineConfig, added: list[StructField], keys: Sequence[str],
+              needs: Sequence[str] = ("query", "title")) -> tuple[DataFrame, str, StructType]:
     """Shared by both runners: needed columns; rows laid out one partition per executor (hashed by ``keys[0]``, the
     query, and sorted by ``keys``, so a query's pairs sit together and the order is stable); engine threads = the
     executor's cores; the output schema."""
-    missing = [c for c in ("query", "title") if c not in df.columns]
+    missing = [c for c in needs if c not in df.columns]
     if missing:
         raise ValueError(f"the engine needs column(s) {missing}")
     layout = engine_layout(df.sparkSession)
@@ -131,8 +131,10 @@ def _prologue(df: DataFrame, config: EngineConfig, added: list[StructField], key
     return df, config.model_dump_json(), schema
 
 
-def engine_in_worker(cfg_json: str, order: str) -> tuple[Engine, Callable[[dict], str]]:
-    """In the executor: the engine (once per process) and the prompt builder for its tokenizer."""
+def engine_in_worker(cfg_json: str, order: str, row_messages: Callable[[dict], list[dict]] | None = None
+                     ) -> tuple[Engine, Callable[[dict], str]]:
+    """In the executor: the engine (once per process) and the prompt builder for its tokenizer (``row_messages``: a
+    row's chat messages other than the relevance prompt, e.g. the query-type tagger's)."""
     from taosr1.model.loading import prompt_variant
     from taosr1.prompts import build_messages, render_prompt
 
@@ -141,6 +143,8 @@ def engine_in_worker(cfg_json: str, order: str) -> tuple[Engine, Callable[[dict]
     variant = "long" if config.backend == "rules" else prompt_variant(config.model_path)
 
     def make(row: dict) -> str:
+        if row_messages is not None:
+            return render_prompt(engine.tokenizer, row_messages(row))
         product = {k: row.get(k) for k in PRODUCT_FIELDS}
         messages = build_messages(row["query"], product, order, variant)  # type: ignore[arg-type]
         if row.get("teacher_hint"):  # a teacher is told the human label and the rules (our text, not the pair's)
@@ -207,16 +211,19 @@ def with_label_probs(df: DataFrame, config: EngineConfig, *, order: str = "post_
 
 
 def with_samples(df: DataFrame, config: EngineConfig, *, n: int, temperature: float = 1.0, top_p: float = 1.0,
-                 max_new_tokens: int = 256, seed: int = 0, order: str = "post_cot") -> DataFrame:
+                 max_new_tokens: int = 256, seed: int = 0, order: str = "post_cot",
+                 messages: Callable[[dict], list[dict]] | None = None) -> DataFrame:
     """``n`` sampled completions per input row: output has ``n`` rows per input (``sample_idx`` 0..n-1), or one row
     with ``error`` set when the engine failed on that row. Each row is seeded from ``seed`` and its
-    (query_id, product_id), so a pair's samples do not depend on how Spark batched it."""
+    (query_id, product_id), so a pair's samples do not depend on how Spark batched it. ``messages``: each row's
+    chat messages instead of the relevance prompt (a module-level function, shipped to the executors)."""
     keys = [c for c in ("query_id", "product_id", "query") if c in df.columns]
-    df, cfg_json, out_schema = _prologue(df, config, [StructField(c, t) for c, t in SAMPLE_COLS], keys)
+    df, cfg_json, out_schema = _prologue(df, config, [StructField(c, t) for c, t in SAMPLE_COLS], keys,
+                                         ("query", "title") if messages is None else ("query",))
     columns = [f.name for f in out_schema.fields]
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        engine, make_prompt = engine_in_worker(cfg_json, order)
+        engine, make_prompt = engine_in_worker(cfg_json, order, messages)
         done, started = 0, time.time()
         for pdf in batches:
             out = sample_frame(engine, make_prompt, pdf, n=n, temperature=temperature, top_p=top_p,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import json
-import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
@@ -21,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from taosr1.engines.config import EngineConfig, engine_config
 from taosr1.errors import CountMismatch, StaleRun
+from taosr1.ids import new_id
 from taosr1.io.tables import Mode, TableStore, Txn, WriteResult, txn_app_id
 from taosr1.obs import get_logger, log_event
 
@@ -69,6 +69,8 @@ class EngineParams(Params):
     device: str = Field(default="cpu", description="cpu | cuda[:N]")
     base_url: str | None = Field(default=None, description="openai engine: server URL (…/v1).")
     served_model: str | None = Field(default=None, description="openai engine: the server's model name.")
+    max_model_len: int | None = Field(default=None, ge=8, description="Longest prompt in tokens (default: the "
+                                      "backend's, 1024); a longer one is a row error.")
     max_error_share: float = Field(default=0.01, ge=0, le=1, description="Error budget: the run fails, publishing "
                                    "nothing, when more than this share of rows fail in the engine.")
     label_readout: Literal["logprobs", "classify"] = Field(
@@ -85,7 +87,7 @@ class EngineParams(Params):
                "vllm": dict(dtype=self.dtype, device=self.device, label_readout=self.label_readout),
                "openai": dict(base_url=self.base_url, served_model=self.served_model), "rules": {}}[self.engine]
         return engine_config(backend=self.engine, model_path=path if self.engine != "rules" else "rules",
-                             batch_size=self.batch_size, **own)
+                             batch_size=self.batch_size, max_model_len=self.max_model_len, **own)
 
 
 @dataclass
@@ -124,6 +126,37 @@ class Report:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+SYSTEM_TABLES = ("job_runs",)  # the run record: every stage may read it (resume points, lineage)
+
+
+class ReadGuard:
+    """The store as a running stage sees it: reading a table the stage does not declare (``reads`` or ``writes``)
+    is refused, so ``Stage.reads`` is what the stage reads, down to helpers several layers below it."""
+
+    def __init__(self, store: TableStore, stage: str, allowed: tuple[str, ...]) -> None:
+        self._store, self._stage, self._allowed = store, stage, frozenset((*allowed, *SYSTEM_TABLES))
+
+    def _check(self, table: str) -> None:
+        if table not in self._allowed:
+            raise RuntimeError(f"stage {self._stage} reads '{table}' but declares reads/writes "
+                               f"{tuple(sorted(self._allowed - set(SYSTEM_TABLES)))}")
+
+    def read(self, table: str, *args: Any, **kwargs: Any) -> DataFrame:
+        self._check(table)
+        return self._store.read(table, *args, **kwargs)
+
+    def delta(self, table: str, *args: Any, **kwargs: Any) -> Any:
+        self._check(table)
+        return self._store.delta(table, *args, **kwargs)
+
+    def count(self, table: str, *args: Any, **kwargs: Any) -> int:
+        self._check(table)
+        return self._store.count(table, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the store's own
+        return getattr(self._store, name)
+
+
 @dataclass
 class Context:
     """What a running stage holds: the session, the store and its report (counts, versions) being filled in."""
@@ -135,6 +168,7 @@ class Context:
     tracker: Any = None  # taosr1.tracking.Tracker of a tracked stage's MLflow run (None: tracking off)
     txn_version: int = 0  # the run's start in ms: the version of its Delta app transactions
     _seq: dict[str, int] = field(default_factory=dict)
+    scratch: dict[str, Any] = field(default_factory=dict)  # what a run resolves once (e.g. its engine and model)
 
     @property
     def run_id(self) -> str:
@@ -210,7 +244,7 @@ class Stage(abc.ABC, Generic[P]):
 
     def run_id(self, params: P) -> str:
         """The id of a run: a stage whose params name one (a corpus id, a pass@N run id) uses it."""
-        return f"{self.name}-{uuid.uuid4().hex[:8]}"
+        return new_id(self.name)
 
     def record_id(self, run_id: str) -> str:
         """The ``job_runs`` key of one attempt; stages whose runs resume or repeat make it unique per attempt."""
@@ -241,8 +275,9 @@ def run_stage(stage: Stage[P], store: TableStore, params: P) -> Report:
     error: str | None = None
     try:
         with _tracked(stage, store, run_id, params) as tracker:
-            stage.run(Context(store.spark, store, report, stage.writes, tracker, txn_version=txn_version(started)),
-                      params)
+            guarded = ReadGuard(store, stage.name, (*stage.reads, *stage.writes))
+            stage.run(Context(store.spark, guarded, report, stage.writes, tracker,  # type: ignore[arg-type]
+                              txn_version=txn_version(started)), params)
             report.counts.check(f"{stage.name} {run_id}")
             if tracker is not None:
                 tracker.metrics(report.counts.as_dict(), "rows.")

@@ -41,6 +41,34 @@ def test_counts_that_do_not_add_up_fail_the_run_and_are_on_record(spark, store):
         _Toy.Params(n=5, typo=1)  # unknown fields are errors
 
 
+def _helper_reading(store, table: str) -> int:
+    return store.read(table).count()  # a read several layers below a stage, as real helpers do
+
+
+class _Nosy(Stage):
+    """Reads a table through a helper: refused unless the stage declares it (``reads``/``writes``)."""
+
+    name = "nosy"
+
+    class Params(Params):
+        table: str
+
+    reads = ()
+    writes = ()
+
+    def run(self, ctx: Context, p) -> None:
+        ctx.report.counts = Counts(rows_in=0)
+        _helper_reading(ctx.store, p.table)
+
+
+def test_a_stage_reading_an_undeclared_table_is_refused(spark, store):
+    run_stage(_Toy(), store, _Toy.Params(n=1))
+    with pytest.raises(RuntimeError, match=r"stage nosy reads 'search_log' but declares reads/writes \(\)"):
+        run_stage(_Nosy(), store, _Nosy.Params(table="search_log"))
+    run_stage(_Nosy(), store, _Nosy.Params(table="job_runs"))  # the run record: every stage may read it
+    assert store.read("job_runs").where("job = 'nosy' AND status = 'failed'").count() == 1
+
+
 def test_every_registered_stage_has_the_shape():
     for spec in STAGES.values():
         stage = spec.load()

@@ -5,7 +5,6 @@ and the Airflow DAGs take the same options. User errors exit 2 with one line nam
 from __future__ import annotations
 
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from rich.table import Table
 from taosr1.cli.options import (WAREHOUSE_OPTS, console, fail, guarded, open_cli_store, params_options, validated,
                                 values_of, with_options)
 from taosr1.cli.present import PRESENT, present_counts, present_ingest, present_score
+from taosr1.ids import new_id
 from taosr1.stages import STAGES, StageSpec
 
 
@@ -319,7 +319,7 @@ def _demo(spark, store, source: str, days: int, start: str, scorer: str) -> None
 
     champ = champion(store.root)
     if champ is None:
-        champ = crown(store, model, "the demo's scorer (no champion yet)", f"demo-{uuid.uuid4().hex[:8]}")
+        champ = crown(store, model, "the demo's scorer (no champion yet)", new_id("demo"))
     console.print(f"champion (what nightly scoring uses by default): {champ.path}")
     where_next(store)
 

@@ -10,7 +10,6 @@ queued again. Writes ``annotation_queue`` and an export a rater tool loads (CSV 
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +17,7 @@ from pydantic import Field, field_validator
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
+from taosr1.ids import new_id
 from taosr1.knowledge.tagger import TYPES
 from taosr1.errors import InputError
 from taosr1.io.csv_safe import write_csv
@@ -83,7 +83,7 @@ class Annotate(Stage[AnnotateParams]):
     writes = ("annotation_queue",)
 
     def run_id(self, params: AnnotateParams) -> str:
-        return params.queue_id or f"queue-{params.window_id}-{uuid.uuid4().hex[:8]}"
+        return params.queue_id or new_id("queue", params.window_id)
 
     def run(self, ctx: Context, p: AnnotateParams) -> None:
         store, queue_id = ctx.store, ctx.run_id

@@ -11,19 +11,21 @@ window's partition.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Literal
 
 from pydantic import Field, model_validator
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from taosr1.knowledge.tagger import TaggerRules
+from taosr1.engine_stage import EngineStage
 from taosr1.errors import CountMismatch, InputError
+from taosr1.ids import new_id
 from taosr1.io.tables import TableStore
-from taosr1.job import Context, Day, EngineParams, Stage
+from taosr1.job import Context, Day, EngineParams
+from taosr1.knowledge.tagger import TaggerRules
 from taosr1.obs import get_logger, log_event
 from taosr1.pairs import KEY
+from taosr1.quarantine import pair_key, pair_rows
 
 log = get_logger(__name__)
 STAGE = "sample_candidates"
@@ -81,16 +83,16 @@ def latest_scores(store: TableStore, start: str, end: str) -> DataFrame:
             .select(*KEY, *PROBS, entropy.alias("entropy"), F.col("model_version").alias("scored_model_version")))
 
 
-class SampleCandidates(Stage[CandidatesParams]):
+class SampleCandidates(EngineStage[CandidatesParams]):
     """Candidate pairs of a window of search logs, with traffic band, query type, labels and model uncertainty."""
 
     name = STAGE
     Params = CandidatesParams
     reads = ("search_log", "query_product_labels", "relevance_scores")
-    writes = ("candidate_pairs",)
+    writes = ("candidate_pairs", "quarantine")
 
     def run_id(self, params: CandidatesParams) -> str:
-        return f"candidates-{params.window_id}-{uuid.uuid4().hex[:8]}"
+        return new_id("candidates", params.window_id)
 
     def run(self, ctx: Context, p: CandidatesParams) -> None:
         store = ctx.store
@@ -120,20 +122,23 @@ class SampleCandidates(Stage[CandidatesParams]):
                 "traffic_band", F.when(F.col("pr") >= p.head_quantile, "head")
                 .when(F.col("pr") >= p.torso_quantile, "torso").otherwise("tail")).drop("pr")
             qtype, tagger_version = rules.column(F.col("query")), rules.version
+            rejected = None
             if p.tagger == "engine":
-                from taosr1.knowledge.tagger import engine_types
-                from taosr1.inference import engine_failures
-                from taosr1.model.reference import ModelRef
+                from taosr1.knowledge.tagger import engine_type_column, type_messages
 
-                engine = p.engine_config(store.root)
+                engine = self.engine(ctx, p)
                 queries = shown.groupBy("query_id").agg(F.min("query").alias("query"))
-                with engine_failures():
-                    asked = engine_types(queries, engine).persist()
-                    n_named = asked.where("engine_type IS NOT NULL").count()
-                shown = shown.join(asked, "query_id", "left")
+                er = self.run_engine(ctx, engine, queries, kind="samples", key=["query_id"],
+                                     what=f"query-type tagger of {p.window_id}", max_error_share=p.max_error_share,
+                                     n=1, temperature=0.0, max_new_tokens=6, messages=type_messages)
+                asked = er.ok.select("query_id", engine_type_column(F.col("text")).alias("engine_type")).persist()
+                n_named = asked.where("engine_type IS NOT NULL").count()
+                # the pairs of a query the engine failed on go to quarantine with its message, not to the rules
+                failed_q = er.failed.select("query_id", "detail")
+                rejected = pair_rows(shown.join(failed_q, "query_id"), "engine_error", F.col("detail"))
+                shown = shown.join(failed_q, "query_id", "left_anti").join(asked, "query_id", "left")
                 qtype = F.coalesce(F.col("engine_type"), qtype)
-                version = ModelRef.resolve(engine.model_path, backend=engine.backend).version
-                tagger_version = f"engine:{engine.backend}:{version}+{rules.version}"
+                tagger_version = f"engine:{engine.backend}:{self.model(ctx).version}+{rules.version}"
                 ctx.report.info["engine_named_types"] = n_named
             out = (shown.join(q_traffic, "query_id")
                    .join(human_labels(store), KEY, "left").join(latest_scores(store, p.start, p.end), KEY, "left")
@@ -152,11 +157,17 @@ class SampleCandidates(Stage[CandidatesParams]):
             c.filtered["engagement_without_impression"] = int(totals["no_imp"] or 0)
             w = ctx.write("candidate_pairs", out, "overwrite", replace={"window_id": p.window_id})
             c.kept = w.rows
+            lost_imp = 0
+            if rejected is not None:
+                rejected = rejected.persist()
+                lost_imp = int(rejected.agg(F.sum("impressions")).first()[0] or 0)
+                c.quarantined = ctx.quarantine(rejected, ds=p.window_id, key=pair_key()).rows
             written = store.read("candidate_pairs").where(F.col("window_id") == p.window_id)
             got = written.agg(F.sum("impressions")).first()[0] or 0
-            want = logs.where(imp).count()
+            want = logs.where(imp).count() - lost_imp
             if got != want:
-                raise CountMismatch(f"candidates {p.window_id}: {want} impressions in the logs, {got} in the pairs")
+                raise CountMismatch(f"candidates {p.window_id}: {want} impressions in the logs (less those of "
+                                    f"quarantined pairs), {got} in the pairs")
             mix = written.groupBy("query_type", "traffic_band").count().collect()
             c.extra = {"impressions": int(want), "missing_days": len(missing),
                        **{f"mix:{r['query_type']}:{r['traffic_band']}": r["count"] for r in mix}}

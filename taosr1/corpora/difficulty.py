@@ -6,7 +6,6 @@ the rarest kept class (the paper's CV = 0 mix). The class × bucket mix is recor
 
 from __future__ import annotations
 
-import uuid
 from typing import Literal
 
 from pydantic import Field
@@ -14,6 +13,7 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from taosr1.corpora.pass_at_n import run_samples
+from taosr1.ids import new_id
 from taosr1.job import Context, Ident, Params, Stage
 from taosr1.pairs import KEY, bucket_hash, prompt_column, with_products
 from taosr1.prompts.template import PromptVariant
@@ -40,7 +40,7 @@ class Difficulty(Stage[DifficultyParams]):
         return params.run_id
 
     def record_id(self, run_id: str) -> str:
-        return f"difficulty-{run_id}-{uuid.uuid4().hex[:6]}"
+        return new_id("difficulty", run_id)
 
     def run(self, ctx: Context, p: DifficultyParams) -> None:
         store = ctx.store

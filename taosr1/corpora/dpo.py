@@ -9,13 +9,13 @@ all-right pairs give no preference and are filtered. ``n_correct`` counts sample
 
 from __future__ import annotations
 
-import uuid
 
 from pydantic import Field
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from taosr1.corpora.pass_at_n import run_samples
+from taosr1.ids import new_id
 from taosr1.job import Context, Ident, Params, Stage
 from taosr1.pairs import KEY, message, prompt_column, with_products
 from taosr1.prompts.template import PromptVariant
@@ -39,7 +39,7 @@ class DpoPairs(Stage[DpoParams]):
         return params.run_id
 
     def record_id(self, run_id: str) -> str:
-        return f"dpo-{run_id}-{uuid.uuid4().hex[:6]}"
+        return new_id("dpo", run_id)
 
     def run(self, ctx: Context, p: DpoParams) -> None:
         store = ctx.store

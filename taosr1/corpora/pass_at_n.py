@@ -7,17 +7,19 @@ from the Delta log, no data scan). Each sample records its parsed label (the one
 
 from __future__ import annotations
 
-import uuid
 
 from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from taosr1.errors import CountMismatch, InputError
+from taosr1.ids import new_id, attempt_id
 from taosr1.io.tables import TableStore
-from taosr1.job import Context, EngineParams, Ident, Stage
+from taosr1.engine_stage import EngineStage, engine_error_rows
+from taosr1.job import Context, EngineParams, Ident
 from taosr1.obs import get_logger, log_event
 from taosr1.pairs import KEY, bucket_hash, parsed, with_products
+from taosr1.quarantine import pair_key
 
 log = get_logger(__name__)
 STAGE = "sample_pass_at_n"
@@ -91,29 +93,26 @@ def check_resume(store: TableStore, run_id: str, p: PassAtNParams, version: str)
                          f"use a new run id, or the settings it started with")
 
 
-class PassAtN(Stage[PassAtNParams]):
+class PassAtN(EngineStage[PassAtNParams]):
     """``n`` samples per ``split`` pair of a corpus, one commit per chunk; an existing ``run_id`` resumes."""
 
     name = STAGE
     Params = PassAtNParams
     reads = ("corpus_pairs", "products")
-    writes = ("pass_at_n_samples",)
+    writes = ("pass_at_n_samples", "quarantine")
 
     def run_id(self, params: PassAtNParams) -> str:
-        return params.run_id or f"passn-{params.corpus_id}-{uuid.uuid4().hex[:8]}"
+        return params.run_id or new_id("passn", params.corpus_id)
 
     def record_id(self, run_id: str) -> str:
-        return f"{run_id}@{uuid.uuid4().hex[:6]}"
+        return attempt_id(run_id)
 
     def run(self, ctx: Context, p: PassAtNParams) -> None:
         from rich.progress import Progress
 
-        from taosr1.inference import check_error_budget, engine_failures, with_samples
-        from taosr1.model.reference import ModelRef
-
         store, run_id = ctx.store, ctx.run_id
-        engine = p.engine_config(store.root)
-        version = ModelRef.resolve(engine.model_path, backend=engine.backend).version
+        engine = self.engine(ctx, p)
+        version = self.model(ctx).version
         base = store.read("corpus_pairs").where((F.col("corpus_id") == p.corpus_id) & (F.col("split") == p.split))
         if p.balanced_only:
             base = base.where("balanced")
@@ -138,9 +137,10 @@ class PassAtN(Stage[PassAtNParams]):
             task = progress.add_task(f"pass@{p.n} chunks", total=len(todo))
             for k in todo:
                 part = with_products(store, base.where(F.col("chunk") == k)).drop("_known")
-                sampled = with_samples(part, engine, n=p.n, temperature=p.temperature, top_p=p.top_p,
-                                       max_new_tokens=p.max_new_tokens, seed=p.seed)
-                s = sampled.withColumn("parsed", parsed(F.col("text")))
+                er = self.run_engine(ctx, engine, part, kind="samples", key=KEY, what=f"pass@N {run_id} chunk {k}",
+                                     max_error_share=p.max_error_share, n=p.n, temperature=p.temperature,
+                                     top_p=p.top_p, max_new_tokens=p.max_new_tokens, seed=p.seed)
+                s = er.all.withColumn("parsed", parsed(F.col("text")))
                 out = s.select(
                     F.lit(run_id).alias("run_id"), F.lit(k).alias("chunk"), "corpus_id", "query_id", "product_id",
                     "split", F.coalesce("sample_idx", F.lit(-1)).alias("sample_idx"),
@@ -151,19 +151,16 @@ class PassAtN(Stage[PassAtNParams]):
                     F.coalesce(F.col("error"), F.col("parsed.error")).alias("format_error"),
                     F.coalesce(F.col("parsed.level") == F.col("label"), F.lit(False)).alias("correct"),
                     "label", F.lit(version).alias("model_version"), F.lit(p.seed).cast("long").alias("seed"))
-                out = out.persist()
-                with engine_failures():
-                    n_err = out.where("sample_idx < 0").count()
-                check_error_budget(n_err, part.count(), p.max_error_share, f"pass@N {run_id} chunk {k}")
                 ctx.write("pass_at_n_samples", out, "overwrite", replace={"run_id": run_id, "chunk": str(k)})
-                out.unpersist()
+                er.release()
                 progress.advance(task)
                 log_event(log, "pass_at_n.chunk", run_id=run_id, chunk=k)
         done = done_chunks(store, run_id)
         samples = store.read("pass_at_n_samples").where(F.col("run_id") == run_id)
         per_pair = samples.groupBy(*KEY).agg(F.max(F.col("sample_idx") < 0).alias("err"))
         c.kept = per_pair.where("NOT err").count()
-        c.quarantined = per_pair.where("err").count()
+        failed = samples.where("sample_idx < 0").withColumnRenamed("format_error", "error")
+        c.quarantined = ctx.quarantine(engine_error_rows(failed, KEY), ds=run_id, key=pair_key()).rows
         c.filtered["not_sampled_yet"] = base.where(~F.col("chunk").isin(sorted(done) or [-1])).count()
         dup = samples.groupBy(*KEY, "sample_idx").count().where("count > 1").count()
         if dup:

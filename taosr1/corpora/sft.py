@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Literal
 
 from pydantic import Field
@@ -11,8 +10,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
 from taosr1.corpora.splits import Balance, split_pairs
-from taosr1.job import Context, EngineParams, Ident, OptionalIdent, Stage
-from taosr1.pairs import message, parsed, prompt_column, with_products
+from taosr1.engine_stage import EngineStage
+from taosr1.ids import new_id
+from taosr1.job import Context, EngineParams, Ident, OptionalIdent
+from taosr1.pairs import KEY, message, parsed, prompt_column, with_products
 from taosr1.prompts.template import PROMPT_VERSIONS, PromptVariant
 from taosr1.quarantine import pair_key
 
@@ -96,17 +97,17 @@ def with_teacher_hint(df: DataFrame, rules_path: str | None) -> DataFrame:
     return df.withColumn("teacher_hint", hint("query", "title", "label", "query_type"))
 
 
-class SftCorpus(Stage[SftParams]):
+class SftCorpus(EngineStage[SftParams]):
     """Writes ``corpus_pairs`` and ``sft_corpus`` for one corpus id, after the corpora gate."""
 
     name = STAGE
     Params = SftParams
-    reads = ("query_product_labels", "products")
+    reads = ("query_product_labels", "products", "candidate_pairs")
     writes = ("corpus_pairs", "sft_corpus", "quarantine")
 
     def run_id(self, params: SftParams) -> str:
         tag = "cand" if params.from_candidates else params.source
-        return params.corpus_id or f"corpus-{tag}-{uuid.uuid4().hex[:8]}"
+        return params.corpus_id or new_id("corpus", tag)
 
     def run(self, ctx: Context, p: SftParams) -> None:
         store, corpus_id = ctx.store, ctx.run_id
@@ -115,7 +116,7 @@ class SftCorpus(Stage[SftParams]):
         ctx.report.info["pairs"] = pc
         train = with_query_types(ctx, with_products(store, pairs.where("balanced")).drop("_known"),
                                  p.query_type_rules)
-        rules_version = None
+        rules_version, engine_failed = None, None
         if p.teacher != "knowledge":
             from taosr1.knowledge.rules import RuleSet
 
@@ -126,34 +127,29 @@ class SftCorpus(Stage[SftParams]):
             taught, teacher_name = template_teacher(train, p.rules, p.prompt == "compact"), \
                 f"template:{rules_version}{':compact' if p.prompt == 'compact' else ''}"
         else:
-            from taosr1.inference import with_samples
-            from taosr1.model.reference import ModelRef
-
-            engine = p.engine_config(store.root)
-            taught = (with_samples(with_teacher_hint(train, p.rules), engine, n=1, temperature=0.7,
-                                   max_new_tokens=p.max_new_tokens, seed=p.seed)
-                      .withColumnRenamed("text", "completion_text")
+            engine = self.engine(ctx, p)
+            er = self.run_engine(ctx, engine, with_teacher_hint(train, p.rules), kind="samples", key=KEY,
+                                 what=f"teacher of {corpus_id}", max_error_share=p.max_error_share, n=1,
+                                 temperature=0.7, max_new_tokens=p.max_new_tokens, seed=p.seed)
+            taught = (er.ok.withColumnRenamed("text", "completion_text")
                       .withColumn("teacher_label", F.lit(None).cast("int")))
-            version = ModelRef.resolve(engine.model_path, backend=engine.backend).version
-            teacher_name = f"engine:{engine.backend}:{version}"
+            engine_failed = er.failed
+            teacher_name = f"engine:{engine.backend}:{self.model(ctx).version}"
         taught = taught.withColumn("parsed", parsed(F.col("completion_text"))).persist()
         try:
             c = ctx.report.counts
             c.rows_in = train.count()
-            if p.teacher == "engine":
-                from taosr1.inference import check_error_budget, engine_failures
-
-                with engine_failures():
-                    n_err = taught.where("error IS NOT NULL").count()
-                check_error_budget(n_err, c.rows_in, p.max_error_share, f"teacher of {corpus_id}")
             fmt_bad = taught.where("parsed.level IS NULL OR parsed.error IS NOT NULL")
             agree = taught.where("parsed.level IS NOT NULL AND parsed.error IS NULL AND parsed.level = label")
             c.filtered["teacher_disagrees"] = taught.where(
                 "parsed.level IS NOT NULL AND parsed.error IS NULL AND parsed.level != label").count()
-            c.quarantined = ctx.quarantine(
-                fmt_bad.withColumn("reason", F.lit("teacher_format_error")).withColumn("detail", F.col("parsed.error"))
-                .withColumn("raw", F.coalesce(F.col("completion_text"), F.lit(""))),
-                stage=f"{STAGE}_teacher", ds=corpus_id, key=pair_key()).rows
+            rejected = (fmt_bad.withColumn("reason", F.lit("teacher_format_error"))
+                        .withColumn("detail", F.col("parsed.error"))
+                        .withColumn("raw", F.coalesce(F.col("completion_text"), F.lit("")))
+                        .select(*KEY, "raw", "reason", "detail"))
+            if engine_failed is not None:  # the rows the engine itself failed on (within the error budget)
+                rejected = rejected.unionByName(engine_failed.select(*KEY, "raw", "reason", "detail"))
+            c.quarantined = ctx.quarantine(rejected, stage=f"{STAGE}_teacher", ds=corpus_id, key=pair_key()).rows
             sft = agree.select(F.lit(corpus_id).alias("corpus_id"), "query_id", "product_id", "split",
                                prompt_column(p.prompt).alias("prompt"), message("completion_text").alias("completion"),
                                "label", F.lit(teacher_name).alias("teacher")).persist()

@@ -27,6 +27,10 @@ class LoadLabelsParams(Params):
     scale: Literal["1-4", "1-3", "esci"] = Field(default="1-4", description="user source: the scale of the label "
                                                  "column (1-4 levels, 1-3 exact/partial/irrelevant, ESCI letters)")
     seed: int = 7
+    judged_per_query: int = Field(default=8, ge=1, le=200, description="world source: judged candidates per query "
+                                  "(the same queries and catalog; more pairs for each, e.g. to train on more)")
+    n_queries: int = Field(default=220, ge=1, le=100_000, description="world source: queries drawn from the "
+                           "templates (repeats merged; more queries = more distinct intents to learn from)")
     judged_share: float = Field(default=1.0, gt=0, le=1, description="Load the judgments of only this share of "
                                 "the queries (chosen by a hash of query_id): the rest stay unlabelled, e.g. for an "
                                 "annotation round on the sample world.")
@@ -53,7 +57,8 @@ class LoadLabels(Stage[LoadLabelsParams]):
             return
 
         products, labels = load_source(p.source, seed=p.seed, split=p.split, products_path=p.products,
-                                       labels_path=p.labels, set_name=p.name, scale=p.scale)
+                                       labels_path=p.labels, set_name=p.name, scale=p.scale,
+                                       judged_per_query=p.judged_per_query, n_queries=p.n_queries)
         if p.judged_share < 1:
             import zlib
 

@@ -63,12 +63,13 @@ def user(products_path: str, labels_path: str) -> tuple[pd.DataFrame, pd.DataFra
 
 def load_source(name: str, *, seed: int = 7, split: str = "train", products_path: str | None = None,
                 labels_path: str | None = None, set_name: str | None = None,
-                scale: str = "1-4") -> tuple[pd.DataFrame, pd.DataFrame]:
+                scale: str = "1-4", judged_per_query: int = 8, n_queries: int = 220
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Products and labels from a named source: ``world`` | ``homedepot`` | ``user``. ``user`` with ``--labels``
     only: one file with the columns a team has (:mod:`taosr1.data.user_set`); with ``--products`` too: two files
     in the input contracts."""
     if name == "world":
-        p, lab = generate_world(seed=seed)
+        p, lab = generate_world(seed=seed, judged_per_query=judged_per_query, n_queries=n_queries)
         return _conform(p, "products"), _conform(lab, "query_product_labels")
     if name == "homedepot":
         return homedepot(split)

@@ -68,10 +68,7 @@ class HFEngine(Engine):
     def _label_probs_batch(self, prompts: list[str]) -> np.ndarray:
         torch = self.torch
         ids = [self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
-        too_long = [i for i, s in enumerate(ids) if len(s) > self.config.max_model_len]
-        if too_long:
-            raise ValueError(f"prompt {too_long[0]} has {len(ids[too_long[0]])} tokens > max_model_len "
-                             f"{self.config.max_model_len}")
+        self._check_lengths([len(s) for s in ids])
         with torch.inference_mode():
             base = self._shared_base(ids) if self.config.prefix_cache else None
             if base is None:
@@ -168,6 +165,13 @@ class HFEngine(Engine):
         return renormalise(lp.cpu().numpy().astype(np.float64))
 
     # -- sampling ---------------------------------------------------------------------------------------------
+    def _check_lengths(self, lengths: list[int]) -> None:
+        """A prompt longer than ``max_model_len`` is refused, as vLLM refuses it (a row error, never truncated)."""
+        too_long = [i for i, n in enumerate(lengths) if n > self.config.max_model_len]
+        if too_long:
+            raise ValueError(f"prompt {too_long[0]} has {lengths[too_long[0]]} tokens > max_model_len "
+                             f"{self.config.max_model_len}")
+
     def sample(self, prompts: list[str], n: int = 5, temperature: float = 1.0, top_p: float = 1.0,
                max_new_tokens: int = 128, seed: int | None = None,
                seeds: list[int] | None = None, ignore_eos: bool = False) -> list[list[Sample]]:
@@ -187,6 +191,7 @@ class HFEngine(Engine):
         cache rows are dropped), so the decoder only runs the samples still writing."""
         torch, dev, tok = self.torch, self.config.device, self.tokenizer
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
+        self._check_lengths([int(v) for v in enc["attention_mask"].sum(dim=1)])
         rows = len(prompts) * n
         gens = [torch.Generator().manual_seed(int(s) * 131 + k) for s in seeds for k in range(n)]
         eos = -1 if ignore_eos else tok.eos_token_id

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from typing import Literal
 
 import numpy as np
@@ -19,16 +18,18 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from taosr1 import contracts
+from taosr1.engine_stage import EngineStage
 from taosr1.engines import engine_config
 from taosr1.errors import InputError
 from taosr1.evaluation.baselines import run_baselines
 from taosr1.evaluation.intervals import System, bootstrap, chance_macro_f1, quadratic_kappa, spearman
 from taosr1.evaluation.metrics import classification_metrics, ndcg_at_10, tier_agreement
 from taosr1.evaluation.report import write_report
-from taosr1.inference import PROB_COLS, engine_failures, with_label_probs, with_samples
+from taosr1.ids import new_id
+from taosr1.inference import PROB_COLS
 from taosr1.io.csv_safe import write_csv
 from taosr1.io.tables import TableStore
-from taosr1.job import Context, OptionalIdent, Params, Stage
+from taosr1.job import Context, OptionalIdent, Params
 from taosr1.labels import LEVELS, TIER_OF_LEVEL
 from taosr1.model.reference import ModelRef
 from taosr1.model.registry import Champion, champion
@@ -57,6 +58,11 @@ class EvaluateParams(Params):
     dtype: Literal["auto", "float32", "bfloat16"] = Field(default="float32", description="Compute dtype of the "
                                                           "models (auto: bf16 where the CPU has bf16 instructions).")
     device: str = Field(default="cpu", description="cpu | cuda[:N]")
+    engine: Literal["hf", "vllm", "openai"] = Field(default="hf", description="How the models run: hf | vllm | "
+                                                    "openai (a server that serves the model folders by name)")
+    base_url: str | None = Field(default=None, description="openai engine: server URL (…/v1).")
+    max_model_len: int | None = Field(default=None, ge=8, description="Longest prompt in tokens (default: the "
+                                      "backend's); a pair the engine fails on fails the evaluation.")
     calibrate_pairs: int | None = Field(default=600, ge=1, description="Fit each model's beta_cum and its cut "
                                         "points on the expected level (the baselines' read-out) on about this many "
                                         "training pairs (whole queries); 0/none: the stored calibration, no cuts.")
@@ -121,18 +127,18 @@ def _train_source(p: EvaluateParams) -> str:
                      "training source")
 
 
-class Evaluate(Stage[EvaluateParams]):
+class Evaluate(EngineStage[EvaluateParams]):
     """Models and baselines on one labelled set → ``eval_metrics`` rows and an HTML report."""
 
     name = "evaluate"
     Params = EvaluateParams
     reads = ("corpus_pairs", "products", "query_product_labels")
-    writes = ("eval_metrics",)
+    writes = ("eval_metrics", "quarantine")
     tracked = True
 
     def run_id(self, params: EvaluateParams) -> str:
         target = params.corpus_id or f"source-{params.source}"
-        return f"eval-{target}-{params.split if params.corpus_id else 'all'}-{uuid.uuid4().hex[:8]}"
+        return new_id("eval", target, params.split if params.corpus_id else "all")
 
     def run(self, ctx: Context, p: EvaluateParams) -> None:
         store, eval_id = ctx.store, ctx.run_id
@@ -169,7 +175,7 @@ class Evaluate(Stage[EvaluateParams]):
             arrays: dict[str, System] = {}
             cut_arrays: dict[str, System] = {}
             for system, path in systems():
-                m, tier_levels, sysarr, cut_pred = self._score_model(test_df, test, system, path, p, calib_df)
+                m, tier_levels, sysarr, cut_pred = self._score_model(ctx, test_df, test, system, path, p, calib_df)
                 rows.append(m)
                 tiers[system] = _mix(tier_levels)
                 arrays[system] = sysarr
@@ -253,25 +259,30 @@ class Evaluate(Stage[EvaluateParams]):
                      f"({best['macro_f1'] - theirs['macro_f1']:+.3f} macro-F1)")
         return said
 
-    def _score_model(self, test_df: DataFrame, test: pd.DataFrame, system: str, path: str, p: EvaluateParams,
+    def _score_model(self, ctx: Context, test_df: DataFrame, test: pd.DataFrame, system: str, path: str,
+                     p: EvaluateParams,
                      calib_df: DataFrame | None = None) -> tuple[dict, np.ndarray, "System", np.ndarray | None]:
         """One model's metrics on the set, read the way it is deployed (label first) or, for a think-first model,
         by greedy generation and its last line."""
         model = ModelRef.resolve(path)
-        config = engine_config(model_path=path, batch_size=p.batch_size, dtype=p.dtype, device=p.device)
+        own = dict(dtype=p.dtype, device=p.device) if p.engine != "openai" else dict(base_url=p.base_url)
+        config = engine_config(backend=p.engine, model_path=path, batch_size=p.batch_size,
+                               max_model_len=p.max_model_len, **own)
         gold = test["label"].to_numpy(dtype=int)
         order = model_card(path).get("order", "post_cot")
         key = ["query_id", "product_id"]
-        with engine_failures():
-            if order == "think_first":
-                scored = (with_samples(test_df, config, n=1, temperature=0.0, max_new_tokens=192, order=order)
-                          .select(*key, "text", "error").toPandas())
-            else:
-                scored = (with_label_probs(test_df, config).select(*key, *PROB_COLS, "error").toPandas())
+        # every system is compared on the same pairs: one pair a model fails on fails the evaluation (budget 0),
+        # the failed pairs in quarantine with the engine's message
+        run = dict(key=key, what=f"evaluate {system}", max_error_share=0.0, rows_in=len(test))
+        if order == "think_first":
+            er = self.run_engine(ctx, config, test_df, kind="samples", n=1, temperature=0.0, max_new_tokens=192,
+                                 order=order, **run)
+            scored = er.ok.select(*key, "text").toPandas()
+        else:
+            er = self.run_engine(ctx, config, test_df, kind="label_probs", **run)
+            scored = er.ok.select(*key, *PROB_COLS).toPandas()
+        er.release()
         scored = scored.sort_values(key).reset_index(drop=True)
-        if len(scored) != len(test) or scored["error"].notna().any():
-            raise RuntimeError(f"{system}: {scored['error'].notna().sum()} of {len(test)} pairs failed to score "
-                               f"({len(scored)} came back)")
         if order == "think_first":
             from taosr1.prompts import parse_completion
 
@@ -290,9 +301,10 @@ class Evaluate(Stage[EvaluateParams]):
             from taosr1.evaluation.baselines import apply_cuts, fit_cuts
             from taosr1.scoring.calibrate import calibrate
 
-            with engine_failures():
-                cal = with_label_probs(calib_df, config).select("label", *PROB_COLS, "error").toPandas()
-            cal = cal[cal["error"].isna()]
+            er = self.run_engine(ctx, config, calib_df, kind="label_probs", key=key,
+                                 what=f"evaluate {system} (calibration pairs)", max_error_share=0.0)
+            cal = er.ok.select("label", *PROB_COLS).toPandas()
+            er.release()
             cal_probs, cal_gold = cal[list(PROB_COLS)].to_numpy(), cal["label"].to_numpy(dtype=int)
             thresholds = calibrate(cal_probs, cal_gold).thresholds
             cut_pred = apply_cuts(expected, fit_cuts(cal_probs @ np.array(LEVELS, dtype=float), cal_gold))

@@ -12,7 +12,6 @@ Per day, in one pass over the input (persisted once):
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from taosr1.errors import CountMismatch, InputError
+from taosr1.ids import new_id
 from taosr1.io.tables import TableStore
 from taosr1.job import Context, Day, Params, Report, Stage, run_stage
 from taosr1.obs import get_logger, log_event
@@ -194,7 +194,7 @@ class IngestDay(Stage[IngestParams]):
     writes = ("search_log_bronze", "search_log", "quarantine")
 
     def run_id(self, params: IngestParams) -> str:
-        return f"{STAGE}-{params.ds}-{uuid.uuid4().hex[:8]}"
+        return new_id(STAGE, params.ds)
 
     def run(self, ctx: Context, p: IngestParams) -> None:
         if not Path(p.input).exists():

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from taosr1.errors import InputError
@@ -83,27 +83,16 @@ def parse_type(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def engine_types(queries, config) -> DataFrame:
-    """``query_id, engine_type`` for distinct queries (``query_id, query``), asked of any engine (greedy, a few
-    tokens); an answer naming no type gives null, so the caller falls back to the rules."""
-    import pandas as pd
-    from pyspark.sql.types import StringType, StructField, StructType
+def type_messages(row: dict) -> list[dict[str, str]]:
+    """The tagger's chat messages for one query row (the query is data, cleaned and tagged)."""
+    from taosr1.prompts.template import MAX_QUERY_CHARS, clean_untrusted
 
-    cfg_json = config.model_dump_json()
-    schema = StructType([StructField("query_id", StringType()), StructField("engine_type", StringType())])
+    return [{"role": "system", "content": TYPE_INSTRUCTION},
+            {"role": "user", "content": f"<query>{clean_untrusted(row['query'], MAX_QUERY_CHARS)}</query>"}]
 
-    def run(batches):
-        from taosr1.inference import engine_in_worker, run_bisected
-        from taosr1.prompts.template import MAX_QUERY_CHARS, clean_untrusted, render_prompt
 
-        engine, _ = engine_in_worker(cfg_json, "post_cot")
-        for pdf in batches:
-            prompts = [render_prompt(engine.tokenizer, [
-                {"role": "system", "content": TYPE_INSTRUCTION},
-                {"role": "user", "content": f"<query>{clean_untrusted(q, MAX_QUERY_CHARS)}</query>"}])
-                for q in pdf["query"]]
-            out = run_bisected(lambda ps: engine.sample(ps, n=1, temperature=0.0, max_new_tokens=6), prompts)
-            types = [parse_type(res[0].text) if res else None for res, _ in out]
-            yield pd.DataFrame({"query_id": pdf["query_id"], "engine_type": types})
+def engine_type_column(text: Column) -> Column:
+    """The type an engine's answer names (null when none: the caller falls back to the rules)."""
+    from pyspark.sql.types import StringType
 
-    return queries.mapInPandas(run, schema)
+    return F.udf(parse_type, StringType())(text)

@@ -8,11 +8,13 @@ import numpy as np
 from pydantic import Field
 from pyspark.sql import functions as F
 
+from taosr1.engine_stage import EngineStage
 from taosr1.errors import InputError
-from taosr1.inference import PROB_COLS, check_error_budget, engine_failures, with_label_probs
-from taosr1.job import Context, EngineParams, Stage
-from taosr1.model.reference import ModelRef, save_thresholds
-from taosr1.pairs import with_products
+from taosr1.inference import PROB_COLS
+from taosr1.job import Context, EngineParams
+from taosr1.model.reference import save_thresholds
+from taosr1.pairs import KEY, with_products
+from taosr1.quarantine import pair_key
 from taosr1.scoring.calibrate import calibrate
 
 
@@ -24,30 +26,30 @@ class CalibrateParams(EngineParams):
     target_precision: float = Field(default=0.9, gt=0, le=1)
 
 
-class Calibrate(Stage[CalibrateParams]):
+class Calibrate(EngineStage[CalibrateParams]):
     """Fit CumPT thresholds on a labelled source and store them, versioned, beside the model. Every judged pair
     is scored (label probabilities), then the thresholds best for the objective are kept."""
 
     name = "calibrate_buckets"
     Params = CalibrateParams
     reads = ("query_product_labels", "products")
-    writes = ()
+    writes = ("quarantine",)
 
     def run(self, ctx: Context, p: CalibrateParams) -> None:
         store = ctx.store
-        engine = p.engine_config(store.root)
-        model = ModelRef.resolve(engine.model_path, backend=engine.backend)
+        engine = self.engine(ctx, p)
+        model = self.model(ctx)
         labels = store.read("query_product_labels").where(F.col("source") == p.source)
         pairs = with_products(store, labels, how="inner")
         c = ctx.report.counts
         c.rows_in, n_pairs = labels.count(), pairs.count()
         c.filtered["unknown_product"] = c.rows_in - n_pairs  # judged pairs whose product the catalog lacks
-        with engine_failures():
-            scored = with_label_probs(pairs, engine).select("label", *PROB_COLS, "error").toPandas()
-        ok = scored[scored["error"].isna()]
-        # kept + engine errors count what came back from the engine: a row it lost fails the count check
-        c.kept, c.filtered["engine_error"] = len(ok), int(scored["error"].notna().sum())
-        check_error_budget(c.filtered["engine_error"], c.rows_in, p.max_error_share, f"calibrate on {p.source}")
+        er = self.run_engine(ctx, engine, pairs, kind="label_probs", key=KEY, what=f"calibrate on {p.source}",
+                             max_error_share=p.max_error_share, rows_in=n_pairs)
+        ok = er.ok.select("label", *PROB_COLS).toPandas()
+        c.kept = len(ok)
+        c.quarantined = ctx.quarantine(er.failed, key=pair_key()).rows
+        er.release()
         if ok.empty:
             raise InputError(f"no labelled pairs with known products for source '{p.source}'")
         cal = calibrate(ok[list(PROB_COLS)].to_numpy(), ok["label"].to_numpy(dtype=np.int64), p.objective,

@@ -11,7 +11,6 @@ Counts add up: ``rows_in == scored (kept) + quarantined + already_scored (filter
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from pydantic import Field
@@ -19,11 +18,11 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from taosr1.errors import CountMismatch, InputError
-from taosr1.inference import check_error_budget, engine_failures, with_label_probs
+from taosr1.engine_stage import EngineStage
+from taosr1.errors import InputError
+from taosr1.ids import new_id
 from taosr1.io.tables import TableStore
-from taosr1.job import Context, Day, EngineParams, Stage
-from taosr1.model.reference import ModelRef
+from taosr1.job import Context, Day, EngineParams
 from taosr1.pairs import KEY, with_products
 from taosr1.prompts.template import PROMPT_VERSION
 from taosr1.quarantine import pair_key, pair_rows
@@ -71,7 +70,7 @@ def day_pairs(store: TableStore, ds: str, candidates: str | None = None) -> Data
     return shown.groupBy(*KEY).agg(F.min("query").alias("query"))
 
 
-class ScoreCatalog(Stage[ScoreParams]):
+class ScoreCatalog(EngineStage[ScoreParams]):
     """Score one day's query-product pairs into relevance_scores: label probabilities and CumPT tiers."""
 
     name = STAGE
@@ -80,12 +79,12 @@ class ScoreCatalog(Stage[ScoreParams]):
     writes = ("relevance_scores", "quarantine")
 
     def run_id(self, params: ScoreParams) -> str:
-        return f"{STAGE}-{params.ds}-{uuid.uuid4().hex[:8]}"
+        return new_id(STAGE, params.ds)
 
     def run(self, ctx: Context, p: ScoreParams) -> None:
         store, ds, run_id = ctx.store, p.ds, ctx.run_id
-        engine = p.engine_config(store.root)
-        model = ModelRef.resolve(engine.model_path, beta_cum=p.beta_cum, backend=engine.backend)
+        engine = self.engine(ctx, p, beta_cum=p.beta_cum)
+        model = self.model(ctx)
         th = model.thresholds
         ctx.report.info.update(model_version=model.version, thresholds=model.threshold_params(),
                                params={"model_version": model.version, "thresholds": model.threshold_params()})
@@ -110,19 +109,14 @@ class ScoreCatalog(Stage[ScoreParams]):
             rejected = joined.where("reason IS NOT NULL")
             to_score = joined.where("reason IS NULL").drop("reason", "_known")
             n_to_score = to_score.count()
-            scored = with_label_probs(to_score, engine, expected_rows=n_to_score).persist(StorageLevel.MEMORY_AND_DISK)
-            held.append(scored)
-            with engine_failures():
-                n_out = scored.count()
-            if n_out != n_to_score:  # the engine glue must hand back every row it was given, once
-                raise CountMismatch(f"score {ds}: {n_to_score} pairs went to the engine, {n_out} came back")
-            failed = scored.where("error IS NOT NULL")
-            n_failed = failed.count()
-            check_error_budget(n_failed, n_to_score, p.max_error_share, f"score {ds}")
+            er = self.run_engine(ctx, engine, to_score, kind="label_probs", key=KEY, what=f"score {ds}",
+                                 max_error_share=p.max_error_share, rows_in=n_to_score, expected_rows=n_to_score)
+            held.append(er.all)
+            scored = er.ok
             bad = pair_rows(rejected, F.col("reason")).select(*KEY, "query", "reason", "detail", "raw").unionByName(
-                pair_rows(failed, "engine_error", F.col("error")).select(*KEY, "query", "reason", "detail", "raw"))
+                er.failed, allowMissingColumns=True).select(*KEY, "query", "reason", "detail", "raw")
             level = level_column(th)
-            good = (scored.where("error IS NULL").withColumn("level", level)
+            good = (scored.withColumn("level", level)
                     .select(F.lit(ds).alias("ds"), "query_id", "query", "product_id", "p4", "p3", "p2", "p1",
                             expected_relevance_column().alias("expected_relevance"),
                             "level", tier_column(F.col("level")).alias("tier"),

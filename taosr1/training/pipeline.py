@@ -10,11 +10,11 @@ rows (e.g. no pair had both right and wrong samples) keeps its starting model, a
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from taosr1.ids import new_id
 from taosr1.io.tables import TableStore
 from taosr1.job import OptionalIdent, Params, run_stage
 from taosr1.obs import get_logger, log_event
@@ -69,7 +69,7 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
     recipe = resolve_recipe(cfg.recipe, base)
     stages.append(("load + base model", time.time() - t, f"{loaded.counts.kept} pairs, base {base}, "
                    f"recipe {recipe}"))
-    variables = loop_variables(source=cfg.source, tag=uuid.uuid4().hex[:8], base=base, models=models,
+    variables = loop_variables(source=cfg.source, tag=new_id("loop"), base=base, models=models,
                                from_candidates=cfg.from_candidates or "", eval_source=cfg.eval_source or "")
     corpus = variables["corpus"]
     if not cfg.think_first:

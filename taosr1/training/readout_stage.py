@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 
 from pydantic import Field
 
 from taosr1.errors import InputError
+from taosr1.ids import new_id
 from taosr1.job import Context, Ident, Params, Stage
 from taosr1.model.loading import load_causal_lm, load_tokenizer, model_card, prompt_variant, stamp_identity
 from taosr1.obs import get_logger
@@ -69,7 +69,7 @@ class TrainReadout(Stage[ReadoutParams]):
     tracked = True
 
     def run_id(self, params: ReadoutParams) -> str:
-        return f"readout-{Path(params.out).name}-{uuid.uuid4().hex[:6]}"
+        return new_id("readout", Path(params.out).name)
 
     def run(self, ctx: Context, p: ReadoutParams) -> None:
         from taosr1.evaluation.evaluate import split_pairs_with_products, subsample

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from taosr1.errors import InputError
+from taosr1.ids import new_id
 from taosr1.job import Context, Ident, Params, Stage
 from taosr1.model.loading import check_model_dir, load_tokenizer, model_card, prompt_variant, stamp_identity
 from taosr1.training.data import Kind
@@ -293,7 +293,7 @@ class _Train(Stage[TrainParams]):
     build: ClassVar[Callable[..., Any]]
 
     def run_id(self, params: TrainParams) -> str:
-        return f"{self.name}-{Path(params.out).name}-{uuid.uuid4().hex[:6]}"
+        return new_id(self.name, Path(params.out).name)
 
     def run(self, ctx: Context, p: TrainParams) -> None:
         from taosr1.training.data import load_dataset_for
@@ -339,14 +339,14 @@ class TrainSft(_Train):
 class TrainDpo(_Train):
     """DPO on right/wrong pass@N pairs (TRL DPOTrainer, reference = the starting policy)."""
 
-    name, kind, reads, writes = "train_dpo", "dpo", ("dpo_pairs",), ()
+    name, kind, reads, writes = "train_dpo", "dpo", ("dpo_pairs", "pass_at_n_samples"), ()
     build = staticmethod(dpo_trainer)
 
 
 class TrainGrpo(_Train):
     """GRPO with label and format rewards on the dynamic-sampling set (TRL GRPOTrainer)."""
 
-    name, kind, reads, writes = "train_grpo", "grpo", ("grpo_prompts",), ()
+    name, kind, reads, writes = "train_grpo", "grpo", ("grpo_prompts", "pass_at_n_samples"), ()
     build = staticmethod(grpo_trainer)
 
 
