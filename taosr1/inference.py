@@ -288,7 +288,9 @@ def engine_failures() -> Iterator[None]:
     except Exception as e:  # noqa: BLE001 - Py4J / PythonException wrap the executor's error as text
         m = re.search(r"EngineUnavailable: (.+)", str(e))
         if m:
-            raise EngineUnavailable(m.group(1).strip()[:1000]) from None
+            where = os.environ.get("TAOSR1_SPARK_LOG")
+            raise EngineUnavailable(m.group(1).strip()[:1000] + (f" (the executors' report: {where})" if where
+                                                                 else "")) from None
         raise
 
 

@@ -7,7 +7,9 @@ Connect) sets wins, so the same job runs on a laptop and on a YARN, Kubernetes o
 from __future__ import annotations
 
 import os
+import shlex
 import sys
+import tempfile
 from collections.abc import Mapping
 
 from pyspark.sql import SparkSession
@@ -34,6 +36,20 @@ def is_remote(spark: SparkSession) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
+def task_log() -> str:
+    """Where a local session's failed-task reports (executor stack traces) go: ``$TAOSR1_SPARK_LOG``, else a file
+    in the temp folder; the console keeps Spark's warnings and the job's own one-line error."""
+    return os.environ.get("TAOSR1_SPARK_LOG") or os.path.join(tempfile.gettempdir(), f"taosr1-spark-{os.getuid()}.log")
+
+
+def _logging_options() -> str:
+    from importlib import resources
+
+    config = resources.files("taosr1.resources").joinpath("log4j2.properties")
+    os.environ["TAOSR1_SPARK_LOG"] = task_log()
+    return f"-Dlog4j2.configurationFile=file:{config} -Dtaosr1.spark.log={task_log()}"
+
+
 def get_spark(app_name: str = "taosr1", conf: Mapping[str, str] | None = None) -> SparkSession:
     """Return the active session or build one: local by default, the submitter's master when submitted."""
     active = SparkSession.getActiveSession()
@@ -48,7 +64,8 @@ def get_spark(app_name: str = "taosr1", conf: Mapping[str, str] | None = None) -
     submitted_by_user = "PYSPARK_GATEWAY_PORT" in os.environ  # spark-submit started the JVM with its own conf
     if not submitted_by_user:
         os.environ.setdefault("PYSPARK_SUBMIT_ARGS",
-                              f"--driver-memory {os.environ.get('TAOSR1_DRIVER_MEMORY', '4g')} pyspark-shell")
+                              f"--driver-memory {os.environ.get('TAOSR1_DRIVER_MEMORY', '4g')} "
+                              f"--driver-java-options {shlex.quote(_logging_options())} pyspark-shell")
     from pyspark import SparkConf, SparkContext
 
     SparkContext._ensure_initialized()  # starts (or joins spark-submit's) JVM so its conf is visible

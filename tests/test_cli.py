@@ -139,3 +139,28 @@ def test_own_data_in_one_step_then_evaluate(spark, tmp_path, builtin_model):
     assert res.exit_code == 2 and "2 problem(s)" in res.output
     assert "row 4: label '9'" in res.output and "row 8: query is empty" in res.output
     assert "Traceback" not in res.output
+
+
+@jvm_only
+def test_a_dead_engine_is_one_line_and_the_executor_stacks_go_to_the_task_log(ingested, builtin_model, tmp_path):
+    """A fresh CLI process (its own JVM, so its own logging): the executors' stack traces go to the task log, the
+    terminal gets the one-line error naming the cause and that file, exit 2."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    log = tmp_path / "tasks.log"
+    env = {k: v for k, v in os.environ.items() if k != "PYSPARK_SUBMIT_ARGS"} | {"TAOSR1_SPARK_LOG": str(log)}
+    cli = str(Path(sys.executable).parent / "taosr1")
+    proc = subprocess.run([cli, "score", "--ds", "2026-11-19", "--engine", "openai",
+                           "--base-url", dead, "--model", builtin_model, "--warehouse", str(ingested.root),
+                           "--backend", BACKEND], env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out
+    assert "Traceback" not in out and "Exception in task" not in out and "PythonException" not in out, out
+    assert "EngineUnavailable" in out or "could not" in out.lower() or "connection" in out.lower(), out
+    assert str(log) in out and "Exception in task" in log.read_text()
