@@ -15,10 +15,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model
 from pyspark.sql import DataFrame, SparkSession
 
-from taosr1.engines.config import EngineConfig, engine_config
+from taosr1.engines.config import CONFIGS, EngineConfig, backend_of, engine_config, job_options, options_for
 from taosr1.errors import CountMismatch, StaleRun
 from taosr1.ids import new_id
 from taosr1.io.tables import Mode, TableStore, Txn, WriteResult, txn_app_id
@@ -56,38 +56,30 @@ def _empty_is_none(v: object) -> object:
 OptionalIdent = Annotated[Ident | None, BeforeValidator(_empty_is_none)]
 
 
-class EngineParams(Params):
-    """The engine options of a stage that runs a model (flat, so every job takes the same flags)."""
-
-    engine: Literal["hf", "vllm", "openai", "rules"] = Field(default="hf", description="hf | vllm | openai | rules")
-    model: str | None = Field(default=None, description="Model folder (default $TAOSR1_MODEL, else the "
-                              "warehouse's champion, else <warehouse>/models/taosr1-builtin).")
-    batch_size: int = Field(default=32, ge=1, le=4096, description="Pairs per engine call.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        default="auto", description="auto: bfloat16 where the CPU has bf16 instructions (or on CUDA), else "
-        "float32; bfloat16 on a CPU without them warns")
-    device: str = Field(default="cpu", description="cpu | cuda[:N]")
-    base_url: str | None = Field(default=None, description="openai engine: server URL (…/v1).")
-    served_model: str | None = Field(default=None, description="openai engine: the server's model name.")
-    max_model_len: int | None = Field(default=None, ge=8, description="Longest prompt in tokens (default: the "
-                                      "backend's, 1024); a longer one is a row error.")
-    max_error_share: float = Field(default=0.01, ge=0, le=1, description="Error budget: the run fails, publishing "
-                                   "nothing, when more than this share of rows fail in the engine.")
-    label_readout: Literal["logprobs", "classify"] = Field(
-        default="logprobs", description="vllm engine: logprobs (one generated token; the engine can also sample) | "
-        "classify (a pooling classifier from the LM head's label rows: one prefill, exactly their softmax; "
-        "scoring only)")
+class _EngineParamsBase(Params):
+    """What every model-running stage takes: the engine, the model, the error budget and every backend's options
+    (generated from ``engines/config.py``, so a new backend's options appear on every engine job by themselves)."""
 
     def engine_config(self, warehouse_root: str) -> EngineConfig:
         """The backend's validated config; options that backend does not take are left out."""
         from taosr1.model.registry import default_model
 
-        path = self.model or default_model(warehouse_root)
-        own = {"hf": dict(dtype=self.dtype, device=self.device),
-               "vllm": dict(dtype=self.dtype, device=self.device, label_readout=self.label_readout),
-               "openai": dict(base_url=self.base_url, served_model=self.served_model), "rules": {}}[self.engine]
-        return engine_config(backend=self.engine, model_path=path if self.engine != "rules" else "rules",
-                             batch_size=self.batch_size, max_model_len=self.max_model_len, **own)
+        path = self.model or default_model(warehouse_root)  # type: ignore[attr-defined]
+        backend = self.engine  # type: ignore[attr-defined]
+        values = {k: getattr(self, k) for k in job_options()}
+        return engine_config(backend=backend, model_path=path if backend != "rules" else "rules",
+                             **options_for(backend, values))
+
+
+EngineParams = create_model(
+    "EngineParams", __base__=_EngineParamsBase, __module__=__name__,
+    engine=(Literal[tuple(backend_of(c) for c in CONFIGS)], Field(  # type: ignore[misc]
+        default="hf", description=" | ".join(backend_of(c) for c in CONFIGS))),
+    model=(str | None, Field(default=None, description="Model folder (default $TAOSR1_MODEL, else the "
+                             "warehouse's champion, else <warehouse>/models/taosr1-builtin).")),
+    max_error_share=(float, Field(default=0.01, ge=0, le=1, description="Error budget: the run fails, publishing "
+                                  "nothing, when more than this share of rows fail in the engine.")),
+    **job_options())
 
 
 @dataclass

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import typing
 
 import numpy as np
 import pytest
@@ -250,6 +251,30 @@ def test_engine_configs_are_one_union_with_backend_policy():
         "classify"  # the score job's --label-readout reaches vLLM's config
     with pytest.raises(ValidationError, match="label_readout"):
         engine_config(backend="hf", model_path="m", label_readout="classify")
+
+
+def test_every_backend_option_is_an_option_of_every_engine_job():
+    """EngineParams is generated from the backend configs: each option (bounds included) reaches its backend's config
+    and only that one; a new config class brings its options to every engine job's flags."""
+    from pydantic import ValidationError
+
+    from taosr1.engines.config import CONFIGS, NOT_JOB_OPTIONS, backend_of
+    from taosr1.job import EngineParams
+    from taosr1.stages import STAGES
+
+    for cls in CONFIGS:
+        assert backend_of(cls) in typing.get_args(EngineParams.model_fields["engine"].annotation)
+        assert set(cls.model_fields) - set(NOT_JOB_OPTIONS) <= set(EngineParams.model_fields)
+    p = EngineParams(engine="openai", model="m", base_url="http://h/v1", timeout_s=5, dtype="float32")
+    cfg = p.engine_config("/wh")
+    assert cfg.timeout_s == 5 and cfg.base_url == "http://h/v1" and not hasattr(cfg, "dtype")
+    hf = EngineParams(model="m", share_query_prefix=False).engine_config("/wh")
+    assert hf.share_query_prefix is False and hf.batch_size == 32 and hf.dtype == "auto"  # the jobs' defaults
+    with pytest.raises(ValidationError, match="concurrency"):
+        EngineParams(model="m", concurrency=0)  # the config's own bound
+    for spec in STAGES.values():
+        if issubclass(spec.load().Params, EngineParams):
+            assert set(EngineParams.model_fields) <= set(spec.load().Params.model_fields)
 
 
 def test_rules_engine_is_the_knowledge_teacher(pair_rows):
