@@ -60,7 +60,8 @@ class VLLMConfig(_EngineBase):
         default="logprobs", description="logprobs: one generated token, the label tokens' logprobs renormalised "
         "(the engine also samples) | classify: a pooling classifier built from the four label rows of the LM head "
         "(LLM.classify: one prefill, no sampler, exactly their softmax; scoring only)")
-    enforce_eager: bool = Field(default=False, description="No CUDA graphs or compilation (always on for the CPU build).")
+    enforce_eager: bool = Field(default=False, description="No CUDA graphs or compilation (always on for the CPU "
+                                "build).")
 
     @model_validator(mode="after")
     def _memory_default(self) -> "VLLMConfig":
