@@ -68,9 +68,9 @@ class EngineStage(Stage[P]):
         """The :class:`~taosr1.model.reference.ModelRef` resolved by :meth:`engine`."""
         return ctx.scratch["model"]
 
-    def run_engine(self, ctx: Context, config: EngineConfig, rows: DataFrame, *, kind: Literal["label_probs", "samples"],
-                   key: Sequence[str], what: str, max_error_share: float, rows_in: int | None = None,
-                   **options: Any) -> EngineRows:
+    def run_engine(self, ctx: Context, config: EngineConfig, rows: DataFrame, *,
+                   kind: Literal["label_probs", "samples"], key: Sequence[str], what: str, max_error_share: float,
+                   rows_in: int | None = None, **options: Any) -> EngineRows:
         """Run the engine over ``rows`` (one row per ``key``) and settle every row: see the module docstring.
         ``options`` go to :func:`~taosr1.inference.with_label_probs` or :func:`~taosr1.inference.with_samples`
         (``n``, ``temperature``, ``order``, ...). Samples come back ``n`` rows per key, or one row with ``error``."""
