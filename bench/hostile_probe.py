@@ -113,7 +113,8 @@ def main() -> None:
         f"task log: {log.exists() and 'Exception in task' in log.read_text()}")
 
     # 4. tracking at a closed port: the evaluation's cost with and without
-    ev = ["evaluate", "--source", "world", "--models", f"m={model}", "--no-embeddings", "--max-pairs", "60",
+    ev = ["evaluate", "--source", "world", "--train-source", "world", "--models", f"m={model}", "--no-embeddings",
+          "--max-pairs", "60",
           "--bootstrap-draws", "0", "--calibrate-pairs", "60", "--warehouse", str(wh)]
     rc0, out0, t0 = run(ev)
     rc, out, t1 = run(ev, env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
