@@ -72,6 +72,7 @@ def test_the_ingest_command_offers_every_ingest_setting():
     (["evaluate", "--corpus-id", "c", "--models", "nodir"], "--models: expected NAME=VALUE"),
     (["query", "../x"], "no query '../x'"),
     (["load-labels", "--source", "esci"], "unknown source 'esci'"),
+    (["vacuum", "--apply", "--retention-hours", "0"], "error: --retention-hours 0 is under Delta's safe minimum"),
 ])
 def test_user_errors_exit_2_with_one_line_naming_the_option(spark, tmp_path, args, message):
     res = runner.invoke(app, [*args] + (["--warehouse", str(tmp_path / "wh")] if args[0] not in ("simulate-logs",)

@@ -35,7 +35,8 @@ def validated(build: Callable[..., Any], **values: Any) -> Any:
     try:
         return build(**values)
     except ValidationError as e:
-        lines = [f"--{str(err['loc'][0]).replace('_', '-') if err['loc'] else '?'}: {err['msg']}"
+        lines = [f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}" if err["loc"]
+                 else err["msg"].removeprefix("Value error, ")  # a check across options names them itself
                  for err in e.errors()]
         fail("; ".join(lines))
 
