@@ -33,13 +33,11 @@ ENGINE_ERROR = "engine_error"
 
 @dataclass
 class EngineRows:
-    """What one engine pass gave back: the rows without error, the failed rows (quarantine-shaped) and counts."""
+    """What one engine pass gave back: the rows without error, all rows, and the failed ones (quarantine-shaped)."""
 
     ok: DataFrame
     all: DataFrame  # every row the engine gave back (``error`` set on the failed ones), persisted
     failed: DataFrame  # raw, reason = engine_error, detail = the engine's message, plus the key columns
-    rows_in: int
-    n_failed: int
 
     def release(self) -> None:
         self.all.unpersist()
@@ -98,7 +96,7 @@ class EngineStage(Stage[P]):
                 f"{what}: {n_failed} of {n_in} rows failed in the engine ({n_failed / n_in:.1%} > the error budget "
                 f"{max_error_share:.1%}); nothing was published; the failed rows are in quarantine "
                 f"(stage {self.name}, ds {where}), the first: {first[0]['detail'] if first else ''}"[:1500])
-        return EngineRows(ok=out.where("error IS NULL"), all=out, failed=failed, rows_in=n_in, n_failed=n_failed)
+        return EngineRows(ok=out.where("error IS NULL"), all=out, failed=failed)
 
 
 def failed_partition(ctx: Context) -> str:

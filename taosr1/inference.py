@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
 from taosr1.engines import Engine, EngineConfig, config_from_json, create_engine
-from taosr1.errors import EngineUnavailable, ErrorBudgetExceeded, Taosr1Error
+from taosr1.errors import EngineUnavailable, Taosr1Error
 from taosr1.obs import get_logger, log_event
 from taosr1.pairs import PRODUCT_FIELDS
 
@@ -292,11 +292,3 @@ def engine_failures() -> Iterator[None]:
             raise EngineUnavailable(m.group(1).strip()[:1000] + (f" (the executors' report: {where})" if where
                                                                  else "")) from None
         raise
-
-
-def check_error_budget(failed: int, total: int, max_share: float, what: str) -> None:
-    """Raise :class:`ErrorBudgetExceeded` when more than ``max_share`` of ``total`` rows failed: a dead or broken
-    engine must never publish a partial or empty result over a good one."""
-    if total and failed / total > max_share:
-        raise ErrorBudgetExceeded(f"{what}: {failed} of {total} rows failed in the engine ({failed / total:.1%} > "
-                                  f"the error budget {max_share:.1%}); nothing was published")

@@ -66,11 +66,12 @@ class _EngineParamsBase(Params):
 
         path = self.model or default_model(warehouse_root)  # type: ignore[attr-defined]
         backend = self.engine  # type: ignore[attr-defined]
-        values = {k: getattr(self, k) for k in job_options()}
+        values = {k: getattr(self, k) for k in JOB_OPTION_NAMES}
         return engine_config(backend=backend, model_path=path if backend != "rules" else "rules",
                              **options_for(backend, values))
 
 
+JOB_OPTION_NAMES = tuple(job_options())
 EngineParams = create_model(
     "EngineParams", __base__=_EngineParamsBase, __module__=__name__,
     engine=(Literal[tuple(backend_of(c) for c in CONFIGS)], Field(  # type: ignore[misc]

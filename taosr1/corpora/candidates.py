@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from taosr1.engine_stage import EngineStage
+from taosr1.engine_stage import ENGINE_ERROR, EngineStage
 from taosr1.errors import CountMismatch, InputError
 from taosr1.ids import new_id
 from taosr1.io.tables import TableStore
@@ -122,7 +122,7 @@ class SampleCandidates(EngineStage[CandidatesParams]):
                 "traffic_band", F.when(F.col("pr") >= p.head_quantile, "head")
                 .when(F.col("pr") >= p.torso_quantile, "torso").otherwise("tail")).drop("pr")
             qtype, tagger_version = rules.column(F.col("query")), rules.version
-            rejected = None
+            rejected, held = None, []
             if p.tagger == "engine":
                 from taosr1.knowledge.tagger import engine_type_column, type_messages
 
@@ -135,7 +135,8 @@ class SampleCandidates(EngineStage[CandidatesParams]):
                 n_named = asked.where("engine_type IS NOT NULL").count()
                 # the pairs of a query the engine failed on go to quarantine with its message, not to the rules
                 failed_q = er.failed.select("query_id", "detail")
-                rejected = pair_rows(shown.join(failed_q, "query_id"), "engine_error", F.col("detail"))
+                rejected = pair_rows(shown.join(failed_q, "query_id"), ENGINE_ERROR, F.col("detail")).persist()
+                held += [er.all, asked, rejected]
                 shown = shown.join(failed_q, "query_id", "left_anti").join(asked, "query_id", "left")
                 qtype = F.coalesce(F.col("engine_type"), qtype)
                 tagger_version = f"engine:{engine.backend}:{self.model(ctx).version}+{rules.version}"
@@ -159,7 +160,6 @@ class SampleCandidates(EngineStage[CandidatesParams]):
             c.kept = w.rows
             lost_imp = 0
             if rejected is not None:
-                rejected = rejected.persist()
                 lost_imp = int(rejected.agg(F.sum("impressions")).first()[0] or 0)
                 c.quarantined = ctx.quarantine(rejected, ds=p.window_id, key=pair_key()).rows
             written = store.read("candidate_pairs").where(F.col("window_id") == p.window_id)
@@ -174,4 +174,5 @@ class SampleCandidates(EngineStage[CandidatesParams]):
             ctx.report.info.update(window_id=p.window_id, missing_days=missing,
                                    params={"tagger_version": tagger_version, "missing_days": missing})
         finally:
-            pairs.unpersist()
+            for df in [pairs, *held]:
+                df.unpersist()

@@ -9,7 +9,6 @@ all-right pairs give no preference and are filtered. ``n_correct`` counts sample
 
 from __future__ import annotations
 
-
 from pydantic import Field
 from pyspark.sql import Window
 from pyspark.sql import functions as F

@@ -7,15 +7,14 @@ from the Delta log, no data scan). Each sample records its parsed label (the one
 
 from __future__ import annotations
 
-
 from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from taosr1.errors import CountMismatch, InputError
-from taosr1.ids import new_id, attempt_id
-from taosr1.io.tables import TableStore
 from taosr1.engine_stage import EngineStage, engine_error_rows
+from taosr1.errors import CountMismatch, InputError
+from taosr1.ids import attempt_id, new_id
+from taosr1.io.tables import TableStore
 from taosr1.job import Context, EngineParams, Ident
 from taosr1.obs import get_logger, log_event
 from taosr1.pairs import KEY, bucket_hash, parsed, with_products

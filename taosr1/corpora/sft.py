@@ -116,7 +116,7 @@ class SftCorpus(EngineStage[SftParams]):
         ctx.report.info["pairs"] = pc
         train = with_query_types(ctx, with_products(store, pairs.where("balanced")).drop("_known"),
                                  p.query_type_rules)
-        rules_version, engine_failed = None, None
+        rules_version, engine_failed, held = None, None, []
         if p.teacher != "knowledge":
             from taosr1.knowledge.rules import RuleSet
 
@@ -133,7 +133,7 @@ class SftCorpus(EngineStage[SftParams]):
                                  temperature=0.7, max_new_tokens=p.max_new_tokens, seed=p.seed)
             taught = (er.ok.withColumnRenamed("text", "completion_text")
                       .withColumn("teacher_label", F.lit(None).cast("int")))
-            engine_failed = er.failed
+            engine_failed, held = er.failed, [er.all]
             teacher_name = f"engine:{engine.backend}:{self.model(ctx).version}"
         taught = taught.withColumn("parsed", parsed(F.col("completion_text"))).persist()
         try:
@@ -179,8 +179,8 @@ class SftCorpus(EngineStage[SftParams]):
                                          "rules_version": rules_version, "prompt_version": PROMPT_VERSIONS[p.prompt]}
             sft.unpersist()
         finally:
-            taught.unpersist()
-            pairs.unpersist()
+            for df in [taught, pairs, *held]:
+                df.unpersist()
 
 
 def label_cv(by_label: dict[int, int]) -> float:

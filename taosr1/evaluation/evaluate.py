@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from taosr1 import contracts
 from taosr1.engine_stage import EngineStage
 from taosr1.engines import engine_config
+from taosr1.engines.config import options_for
 from taosr1.errors import InputError
 from taosr1.evaluation.baselines import run_baselines
 from taosr1.evaluation.intervals import System, bootstrap, chance_macro_f1, quadratic_kappa, spearman
@@ -265,9 +266,8 @@ class Evaluate(EngineStage[EvaluateParams]):
         """One model's metrics on the set, read the way it is deployed (label first) or, for a think-first model,
         by greedy generation and its last line."""
         model = ModelRef.resolve(path)
-        own = dict(dtype=p.dtype, device=p.device) if p.engine != "openai" else dict(base_url=p.base_url)
-        config = engine_config(backend=p.engine, model_path=path, batch_size=p.batch_size,
-                               max_model_len=p.max_model_len, **own)
+        config = engine_config(backend=p.engine, model_path=path, **options_for(p.engine, p.model_dump(
+            include={"batch_size", "dtype", "device", "base_url", "max_model_len"})))
         gold = test["label"].to_numpy(dtype=int)
         order = model_card(path).get("order", "post_cot")
         key = ["query_id", "product_id"]
