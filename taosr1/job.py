@@ -15,7 +15,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model,
+                      model_validator)
 from pyspark.sql import DataFrame, SparkSession
 
 from taosr1.engines.config import CONFIGS, EngineConfig, backend_of, engine_config, job_options, options_for
@@ -59,6 +60,15 @@ OptionalIdent = Annotated[Ident | None, BeforeValidator(_empty_is_none)]
 class _EngineParamsBase(Params):
     """What every model-running stage takes: the engine, the model, the error budget and every backend's options
     (generated from ``engines/config.py``, so a new backend's options appear on every engine job by themselves)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unset_is_none(cls, values: Any) -> Any:
+        """A scheduler renders an unset option as ``""`` (Airflow's ``--base-url={{ params.base_url }}``): that is
+        "not given", so the job's default applies, never a failed ``min_length``."""
+        if isinstance(values, dict):
+            return {k: v for k, v in values.items() if _empty_is_none(v) is not None}
+        return values
 
     def engine_config(self, warehouse_root: str) -> EngineConfig:
         """The backend's validated config; options that backend does not take are left out."""

@@ -272,6 +272,9 @@ def test_every_backend_option_is_an_option_of_every_engine_job():
     assert hf.share_query_prefix is False and hf.batch_size == 32 and hf.dtype == "auto"  # the jobs' defaults
     with pytest.raises(ValidationError, match="concurrency"):
         EngineParams(model="m", concurrency=0)  # the config's own bound
+    # Airflow renders an unset option as "" (`--base-url={{ params.base_url }}`): not given, never a bound error
+    unset = EngineParams(engine="hf", model="", base_url="", max_model_len="", dtype="")
+    assert unset.model is None and unset.base_url is None and unset.max_model_len is None and unset.dtype == "auto"
     for spec in STAGES.values():
         if issubclass(spec.load().Params, EngineParams):
             assert set(EngineParams.model_fields) <= set(spec.load().Params.model_fields)
