@@ -63,7 +63,7 @@ class _EngineParamsBase(Params):
 
     @model_validator(mode="before")
     @classmethod
-    def _unset_is_none(cls, values: Any) -> Any:
+    def _unset_is_not_given(cls, values: Any) -> Any:
         """A scheduler renders an unset option as ``""`` (Airflow's ``--base-url={{ params.base_url }}``): that is
         "not given", so the job's default applies, never a failed ``min_length``."""
         if isinstance(values, dict):
