@@ -29,17 +29,38 @@ def browser():
         b.close()
 
 
-def open_page(browser, path: Path) -> tuple[object, list[str]]:
-    """Load a local page with the network closed; return the page and every problem the browser reported."""
+def open_page(browser, path: Path, quiet_ms: int = 500, limit_s: float = 120.0) -> tuple[object, list[str]]:
+    """Load a local page with the network closed; return the page and every problem the browser reported.
+
+    Settled means the load event fired and no request of the page's own was in flight for ``quiet_ms`` (Playwright's
+    ``networkidle`` is a bare timeout on a loaded machine; this names the request that never finished instead)."""
+    import time
+
     problems: list[str] = []
+    pending: dict[object, str] = {}
     page = browser.new_page()
     page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
                else route.abort())
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"exception: {e}"))
-    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url[:120]}"))
-    page.goto(path.resolve().as_uri(), wait_until="load")
-    page.wait_for_load_state("networkidle")
+    page.on("request", lambda r: pending.__setitem__(r, r.url[:120]))
+    page.on("requestfinished", lambda r: pending.pop(r, None))
+
+    def failed(r) -> None:
+        pending.pop(r, None)
+        problems.append(f"request failed: {r.url[:120]}")
+
+    page.on("requestfailed", failed)
+    page.goto(path.resolve().as_uri(), wait_until="load", timeout=limit_s * 1000)
+    deadline, quiet_since = time.monotonic() + limit_s, time.monotonic()
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(100)  # lets Playwright deliver the page's events
+        if pending:
+            quiet_since = time.monotonic()
+        elif (time.monotonic() - quiet_since) * 1000 >= quiet_ms:
+            break
+    else:
+        problems += [f"request still in flight after {limit_s:g} s: {url}" for url in pending.values()]
     broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
                            ".map(i => (i.src || '').slice(0, 80))")
     problems += [f"image not decoded: {src}" for src in broken]
@@ -65,6 +86,7 @@ def test_evaluation_report_and_data_docs_open_cleanly(browser, ingested, builtin
     assert page.evaluate("(() => { const i = document.getElementById('intervals'); "
                          "return !!i && i.complete && i.naturalWidth > 0; })()")
     assert "95% interval" in text and "chance" in text and "Spearman" in text and "QWK" in text
+    page.close()
 
     docs = Path(ingested.root) / "quality" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     assert docs.exists()
@@ -81,3 +103,4 @@ def test_evaluation_report_and_data_docs_open_cleanly(browser, ingested, builtin
         sub, problems = open_page(browser, sub_path)
         assert problems == [], sub_path
         assert sub.evaluate("document.querySelectorAll('table, .card').length") > 0, sub_path
+        sub.close()
