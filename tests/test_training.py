@@ -225,3 +225,22 @@ def test_the_pipeline_takes_the_loop_settings_the_training_dag_takes(tmp_path):
     assert resolve_recipe("auto", str(tmp_path)) == "small"
     card.write_text(json.dumps({"parameters": 669_824}))
     assert resolve_recipe("auto", str(tmp_path)) == "builtin" and resolve_recipe("small", str(tmp_path)) == "small"
+
+
+def test_the_loops_targets_name_each_miss_with_its_evidence():
+    import pandas as pd
+
+    from taosr1.evaluation.targets import loop_targets, targets_frame
+
+    m = pd.DataFrame([dict(system=s, macro_f1=f, macro_f1_low=f - 0.02, macro_f1_high=f + 0.02)
+                      for s, f in [("readout", 0.31), ("lpft", 0.36), ("sft", 0.35), ("dpo", 0.37), ("grpo", 0.38),
+                                   ("lexical", 0.33), ("embedding", 0.37), ("chance", 0.233)]])
+    curve = [dict(examples=0, macro_f1=0.30), dict(examples=1024, macro_f1=0.36), dict(examples=2048, macro_f1=0.35)]
+    got = {t.name: t for t in loop_targets(m, seconds=4000, curve=curve)}
+    assert got["beats lexical"].met is True and got["beats embedding"].met is False
+    assert "best 0.360 at 1024" in got["beats embedding"].evidence and "+0.010" in got["beats embedding"].got
+    assert got["beats cross_encoder"].met is None  # not evaluated: not measured, never "met"
+    assert got["sft ≥ lpft"].met is False and "intervals" in got["sft ≥ lpft"].evidence
+    assert got["dpo ≥ sft"].met and got["grpo ≥ dpo"].met and got["time"].met
+    assert not loop_targets(m, seconds=6000)[-1].met
+    assert set(targets_frame(list(got.values()))["met"]) == {"met", "missed", "not measured"}

@@ -232,7 +232,7 @@ def pipeline_train_cmd(warehouse: str | None = None, backend: str | None = None,
         t.add_column(col)
     for stage, secs, detail in res["stages"]:
         t.add_row(stage, f"{secs:.1f}", detail)
-    from taosr1.cli.present import metrics_rich_table, print_wide
+    from taosr1.cli.present import metrics_rich_table, print_wide, targets_rich_table
 
     print_wide(t)
     if res.get("curve"):
@@ -246,6 +246,8 @@ def pipeline_train_cmd(warehouse: str | None = None, backend: str | None = None,
     if res["metrics"] is not None:
         print_wide(metrics_rich_table(res["metrics"], f"dev table ({res['eval_id']})"))
         console.print(f"report: {res['report']}")
+    if res.get("targets"):
+        print_wide(targets_rich_table(res["targets"]))
     if res["promotion"] is not None:
         console.print(f"champion: {res['promotion']}")
 

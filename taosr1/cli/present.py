@@ -124,6 +124,17 @@ def metrics_rich_table(metrics, title: str) -> Table:
     return t
 
 
+
+def targets_rich_table(targets) -> Table:
+    """The loop's targets (:mod:`taosr1.evaluation.targets`): met / missed, with the evidence beside each miss."""
+    t = Table(title="targets (dev split; the issue's margins)")
+    for col in ("target", "want", "got", "met", "evidence"):
+        t.add_column(col)
+    style = {True: "[green]met[/]", False: "[red]missed[/]", None: "not measured"}
+    for tg in targets:
+        t.add_row(tg.name, tg.want, tg.got, style[tg.met], tg.evidence)
+    return t
+
 def _present_evaluate(store, rep) -> None:
     from taosr1.evaluation.evaluate import metrics_table
 

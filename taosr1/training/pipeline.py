@@ -57,6 +57,7 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
 
     from taosr1.data.load import LoadLabels, LoadLabelsParams
     from taosr1.evaluation.evaluate import metrics_table
+    from taosr1.evaluation.targets import loop_targets
 
     console = Console()
     started = time.time()
@@ -94,8 +95,10 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
     eval_id = evaluated.run_id if evaluated else None
     total = time.time() - started
     log_event(log, "pipeline.done", seconds=round(total, 1), corpus_id=corpus, eval_id=eval_id, until=cfg.until)
-    return {"stages": stages, "seconds": total, "metrics": metrics_table(store, eval_id) if eval_id else None,
-            "curve": reports["readout"].info.get("curve", []) if "readout" in reports else [],
+    metrics = metrics_table(store, eval_id) if eval_id else None
+    curve = reports["readout"].info.get("curve", []) if "readout" in reports else []
+    return {"stages": stages, "seconds": total, "metrics": metrics, "curve": curve,
+            "targets": loop_targets(metrics, total, curve) if metrics is not None else [],
             "report": evaluated.info["report"] if evaluated else None, "corpus_id": corpus,
             "run_id": variables["run"], "eval_id": eval_id, "reports": reports,
             "promotion": reports["promote"].info["reason"] if "promote" in reports else None}
