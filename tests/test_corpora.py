@@ -161,6 +161,20 @@ def test_pipeline_sft_pass_at_n_dpo_difficulty_and_trl_trainers(corpus, builtin_
     assert c.kept == c.rows_in and c.extra["samples"] == 4 * c.rows_in
     samples = store.read("pass_at_n_samples").where(F.col("run_id") == rid)
     assert samples.where("parsed_label IS NOT NULL").count() > 0  # the SFT'ed policy answers label-first
+    # beside the samples, the policy's arg-max label on the same pairs, recomputed here from its label probabilities
+    import numpy as np
+
+    from taosr1.engines import engine_config
+    from taosr1.evaluation.evaluate import split_pairs_with_products
+    from taosr1.inference import PROB_COLS, with_label_probs
+
+    pol = pn.info["policy"]
+    pairs = split_pairs_with_products(store, cid, "train").where("balanced")
+    got = with_label_probs(pairs, engine_config(model_path=policy)).select("label", *PROB_COLS).toPandas()
+    want = np.mean(np.array([4, 3, 2, 1])[got[list(PROB_COLS)].to_numpy().argmax(axis=1)] == got["label"])
+    assert pol["pairs"] == c.rows_in == len(got) and abs(pol["argmax_accuracy"] - want) < 1e-3
+    assert pol["sampled_accuracy"] == round(samples.where("correct").count() / samples.count(), 4)
+    assert 0.05 <= pol["fitted_temperature"] <= 20
     dpo = job(store, "build_dpo_pairs", run_id=rid)
     assert dpo.counts.adds_up() and dpo.counts.kept > 0
     diff = job(store, "label_difficulty", run_id=rid)

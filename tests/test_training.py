@@ -244,3 +244,29 @@ def test_the_loops_targets_name_each_miss_with_its_evidence():
     assert got["dpo ≥ sft"].met and got["grpo ≥ dpo"].met and got["time"].met
     assert not loop_targets(m, seconds=6000)[-1].met
     assert set(targets_frame(list(got.values()))["met"]) == {"met", "missed", "not measured"}
+    from rich.console import Console
+
+    from taosr1.cli.present import targets_rich_table
+
+    con = Console(record=True, width=250)
+    con.print(targets_rich_table(list(got.values())))
+    text = con.export_text()
+    assert "missed" in text and "beats embedding" in text and "best 0.360 at 1024" in text
+
+
+def test_the_fitted_temperature_recovers_the_one_the_labels_were_drawn_at():
+    import numpy as np
+
+    from taosr1.corpora.pass_at_n import fit_temperature
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2.0, size=(4000, 4))
+
+    def soft(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    for t in (0.5, 2.0):  # the labels follow the probabilities flattened (or sharpened) by t
+        truth = soft(logits / t)
+        gold = np.array([4, 3, 2, 1])[[rng.choice(4, p=row) for row in truth]]
+        assert abs(fit_temperature(soft(logits), gold) - t) / t < 0.1

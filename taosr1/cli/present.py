@@ -21,10 +21,21 @@ def present_counts(store, rep) -> None:
         console.print(f"  {table}: version {version} at {store.path(table)}")
     if rep.info.get("path"):
         console.print(f"model: {rep.info['path']}")
+    if rep.info.get("policy"):
+        console.print(policy_line(rep.info["policy"]))
     if rep.info.get("calibration"):
         cal = rep.info["calibration"]
         console.print(f"{cal.objective}={cal.score:.4f} on {cal.n} pairs with {cal.thresholds} -> {rep.info['path']}")
 
+
+
+def policy_line(policy: dict) -> str:
+    """pass@N's policy on its pairs: sampled-label accuracy beside arg-max accuracy (chance: 0.25)."""
+    sampled = policy.get("sampled_accuracy")
+    return (f"policy on {policy['pairs']} pairs: sampled-label accuracy "
+            f"{'n/a' if sampled is None else f'{sampled:.3f}'} at temperature {policy['temperature']:g}, arg-max "
+            f"accuracy {policy['argmax_accuracy']:.3f} (chance 0.25); temperature fitted on these train pairs: "
+            f"{policy['fitted_temperature']:g}")
 
 def present_ingest(store, reports) -> None:
     t = Table(title="search-log ingest (rows_in = silver + quarantined + deduplicated)")

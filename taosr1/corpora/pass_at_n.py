@@ -172,3 +172,54 @@ class PassAtN(EngineStage[PassAtNParams]):
             c.extra["format_ok_permille"] = int(round(1000 * acc["f"]))
             log_event(log, "pass_at_n.accuracy", run_id=run_id, sampled_accuracy=round(acc["a"], 4),
                       format_ok=round(acc["f"], 4))
+        sampled = with_products(store, base.where(F.col("chunk").isin(sorted(done) or [-1]))).drop("_known")
+        policy = self.policy_reading(ctx, engine, sampled, p, run_id)
+        if policy:
+            c.extra["argmax_accuracy_permille"] = int(round(1000 * policy["argmax_accuracy"]))
+            policy["sampled_accuracy"] = None if acc["a"] is None else round(float(acc["a"]), 4)
+            policy["temperature"] = p.temperature
+            ctx.report.info["policy"] = policy
+            log_event(log, "pass_at_n.policy", run_id=run_id, **policy)
+
+    def policy_reading(self, ctx: Context, engine, pairs: DataFrame, p: PassAtNParams, run_id: str) -> dict:
+        """The policy's arg-max label on the same pairs (one forward pass each, the label probabilities), beside
+        its samples: a sampled accuracy far below the arg-max one says the temperature spreads the samples over
+        wrong labels; and the temperature that makes those probabilities best predict the gold labels, fitted on
+        these train pairs (temperature scaling), as the loop's sampling temperature to use."""
+        import numpy as np
+
+        from taosr1.inference import PROB_COLS
+        from taosr1.labels import LEVELS
+
+        er = self.run_engine(ctx, engine, pairs, kind="label_probs", key=KEY, what=f"pass@N {run_id} arg-max",
+                             max_error_share=p.max_error_share)
+        pdf = er.ok.select("label", *PROB_COLS).toPandas()
+        er.release()
+        if not len(pdf):
+            return {}
+        probs, gold = pdf[list(PROB_COLS)].to_numpy(dtype=float), pdf["label"].to_numpy(dtype=int)
+        pred = np.array(LEVELS)[probs.argmax(axis=1)]
+        return {"pairs": int(len(pdf)), "argmax_accuracy": round(float(np.mean(pred == gold)), 4),
+                "fitted_temperature": round(fit_temperature(probs, gold), 3)}
+
+
+def fit_temperature(probs, gold, lo: float = 0.05, hi: float = 20.0) -> float:
+    """The T for which ``softmax(log p / T)`` best predicts the gold levels (mean log-likelihood; Guo et al.,
+    2017): sampling the label at T is then right about as often as the policy's confidence says."""
+    import math
+
+    import numpy as np
+    from scipy.optimize import minimize_scalar
+
+    from taosr1.labels import LEVELS
+
+    logp = np.log(np.clip(np.asarray(probs, dtype=float), 1e-12, None))
+    idx = np.array([LEVELS.index(int(g)) for g in gold])
+
+    def nll(log_t: float) -> float:
+        z = logp / math.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-(z[np.arange(len(z)), idx] - np.log(np.exp(z).sum(axis=1))).mean())
+
+    res = minimize_scalar(nll, bounds=(math.log(lo), math.log(hi)), method="bounded")
+    return float(math.exp(res.x))

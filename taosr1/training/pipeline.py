@@ -107,8 +107,11 @@ def run_training_pipeline(store: TableStore, cfg: PipelineParams) -> dict:
 def _detail(rep) -> str:
     c = rep.counts
     head = f"{rep.run_id}: in {c.rows_in}, kept {c.kept}"
+    policy = rep.info.get("policy")
+    tail = f"; sampled accuracy {policy['sampled_accuracy']}, arg-max {policy['argmax_accuracy']}, fitted " \
+        f"temperature {policy['fitted_temperature']}" if policy else ""
     return head + (f", quarantined {c.quarantined}" if c.quarantined else "") + \
-        ("".join(f", {k} {v}" for k, v in c.filtered.items() if v))
+        ("".join(f", {k} {v}" for k, v in c.filtered.items() if v)) + tail
 
 
 def _builtin_base(models: str, source: str) -> str:
