@@ -85,6 +85,29 @@ def test_hf_reads_exactly_the_fitted_probabilities(fitted):
     np.testing.assert_allclose(_engine_probs("hf", out, dev), res.dev_probs, atol=TOLERANCE)
 
 
+def test_bf16_autocast_trains_a_model_hf_reads_to_bf16_precision(builtin_model, pair_rows, fitted, tmp_path):
+    """``--dtype auto`` picks bf16 autocast on CPUs with bf16 instructions (cache, read-out, fine-tune); the
+    weights stay float32, so the saved folder is the same plain model, and hf in float32 reads from it what the
+    run measured, to bf16's precision; the read-out lands where the float32 run's did."""
+    import torch
+
+    tok, variant = load_tokenizer(builtin_model), prompt_variant(builtin_model)
+    model = load_causal_lm(builtin_model, "float32")
+    train, dev = _split(pair_rows)
+    res = train_readout(model, label_token_ids(tok), pair_prompts(train, tok, variant),
+                        train["label"].to_numpy(dtype=int), pair_prompts(dev, tok, variant),
+                        dev["label"].to_numpy(dtype=int),
+                        ReadoutConfig(keep_layers=1, train_layers=1, epochs=1, batch_size=16, learning_rate=1e-3,
+                                      curve_every=64, bf16=True), str(tmp_path / "run"))
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    out = tmp_path / "lpft16"
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    (out / "taosr1_model.json").write_text(json.dumps({"name": "lpft16", "prompt": variant}))
+    np.testing.assert_allclose(_engine_probs("hf", out, dev, dtype="float32"), res.dev_probs, atol=0.03)
+    assert abs(res.readout_dev["macro_f1"] - fitted[1].readout_dev["macro_f1"]) < 0.15
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("readout", ["logprobs", "classify"])
 def test_vllm_reads_the_same_probabilities_as_hf(fitted, readout):

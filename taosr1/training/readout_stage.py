@@ -12,6 +12,7 @@ import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -41,6 +42,9 @@ class ReadoutParams(Params):
                                   "(whole queries, by a hash of query_id).")
     curve_pairs: int = Field(default=400, ge=0, description="Dev-split pairs (whole queries) for C and the curve.")
     curve_every: int = Field(default=2048, ge=0, description="Examples between two points of the learning curve.")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(default="auto", description="Compute type of the cache, "
+                                                          "the read-out and the fine-tune (weights stay float32): "
+                                                          "auto = bfloat16 where the CPU has bf16 instructions.")
     seed: int = 13
 
 
@@ -75,6 +79,7 @@ class TrainReadout(Stage[ReadoutParams]):
         from taosr1.evaluation.evaluate import split_pairs_with_products, subsample
         from taosr1.pairs import PRODUCT_FIELDS
         from taosr1.prompts.template import label_token_ids
+        from taosr1.model.precision import resolve_dtype
         from taosr1.training.readout import ReadoutConfig, train_readout
         from taosr1.training.trainers import _corpus_source
 
@@ -91,7 +96,8 @@ class TrainReadout(Stage[ReadoutParams]):
         model = load_causal_lm(p.base, "float32")
         cfg = ReadoutConfig(keep_layers=p.keep_layers, train_layers=p.train_layers, epochs=p.epochs,
                             learning_rate=p.learning_rate,
-                            batch_size=p.batch_size, curve_every=p.curve_every, seed=p.seed)
+                            batch_size=p.batch_size, curve_every=p.curve_every, seed=p.seed,
+                            bf16=resolve_dtype(p.dtype) == "bfloat16")
         tracker = ctx.tracker
 
         def on_curve(pt) -> None:
