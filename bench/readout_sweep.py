@@ -43,7 +43,8 @@ def parse_config(text: str):
         k, v = item.split("=")
         if k not in types:
             raise SystemExit(f"--config {name}: {k} is not a ReadoutConfig field ({', '.join(types)})")
-        kw[k] = float(v) if types[k] in ("float", float) else int(v)
+        kind = str(types[k])
+        kw[k] = float(v) if "float" in kind else v.lower() in ("1", "true", "yes") if "bool" in kind else int(v)
     return name, ReadoutConfig(**kw)
 
 
