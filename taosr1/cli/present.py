@@ -28,7 +28,6 @@ def present_counts(store, rep) -> None:
         console.print(f"{cal.objective}={cal.score:.4f} on {cal.n} pairs with {cal.thresholds} -> {rep.info['path']}")
 
 
-
 def policy_line(policy: dict) -> str:
     """pass@N's policy on its pairs: sampled-label accuracy beside arg-max accuracy (chance: 0.25)."""
     sampled = policy.get("sampled_accuracy")
@@ -36,6 +35,7 @@ def policy_line(policy: dict) -> str:
             f"{'n/a' if sampled is None else f'{sampled:.3f}'} at temperature {policy['temperature']:g}, arg-max "
             f"accuracy {policy['argmax_accuracy']:.3f} (chance 0.25); temperature fitted on these train pairs: "
             f"{policy['fitted_temperature']:g}")
+
 
 def present_ingest(store, reports) -> None:
     t = Table(title="search-log ingest (rows_in = silver + quarantined + deduplicated)")
@@ -135,16 +135,16 @@ def metrics_rich_table(metrics, title: str) -> Table:
     return t
 
 
-
 def targets_rich_table(targets) -> Table:
     """The loop's targets (:mod:`taosr1.evaluation.targets`): met / missed, with the evidence beside each miss."""
     t = Table(title="targets (dev split; the issue's margins)")
     for col in ("target", "want", "got", "met", "evidence"):
         t.add_column(col)
-    style = {True: "[green]met[/]", False: "[red]missed[/]", None: "not measured"}
+    style = {"met": "[green]met[/]", "missed": "[red]missed[/]"}
     for tg in targets:
-        t.add_row(tg.name, tg.want, tg.got, style[tg.met], tg.evidence)
+        t.add_row(tg.name, tg.want, tg.got, style.get(tg.verdict, tg.verdict), tg.evidence)
     return t
+
 
 def _present_evaluate(store, rep) -> None:
     from taosr1.evaluation.evaluate import metrics_table

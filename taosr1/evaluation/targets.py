@@ -28,6 +28,10 @@ class Target:
     met: bool | None
     evidence: str = ""
 
+    @property
+    def verdict(self) -> str:
+        return {True: "met", False: "missed", None: "not measured"}[self.met]
+
 
 def _f1(rows: Mapping[str, Mapping], system: str) -> float | None:
     r = rows.get(system)
@@ -87,6 +91,5 @@ def loop_targets(metrics: pd.DataFrame, seconds: float, curve: Sequence[Mapping]
 
 def targets_frame(targets: Sequence[Target]) -> pd.DataFrame:
     """The targets as a table (``met``: met / missed / not measured)."""
-    word = {True: "met", False: "missed", None: "not measured"}
-    return pd.DataFrame([dict(target=t.name, want=t.want, got=t.got, met=word[t.met], evidence=t.evidence)
+    return pd.DataFrame([dict(target=t.name, want=t.want, got=t.got, met=t.verdict, evidence=t.evidence)
                          for t in targets])

@@ -120,7 +120,7 @@ class _Swap:
 
 
 def lower_activations(model: Any, ids: Sequence[Sequence[int]], split: int, batch_size: int = 32,
-                      progress: Callable[[int], None] | None = None, prefix: Sequence[int] = (), bf16: bool = False
+                      progress: Callable[[int], None] | None = None, prefix: Sequence[int] = ()
                       ) -> tuple[Any, list[Any]]:
     """The residual stream entering layer ``split`` (float32, CPU): ``(prefix_hidden, per-pair hidden)``. The
     tokens every pair starts with (``prefix``: the instruction) run once and their KV cache is reused, so each
@@ -134,8 +134,7 @@ def lower_activations(model: Any, ids: Sequence[Sequence[int]], split: int, batc
         raise ValueError("every prompt must start with the shared prefix and go past it")
     out: list[Any] = [None] * len(ids)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), \
-            _Swap(model, slice(0, split), drop_norm=True) as inner:
+    with torch.inference_mode(), _Swap(model, slice(0, split), drop_norm=True) as inner:
         prefix_hidden, cache = None, None
         if p:
             res = inner(input_ids=torch.tensor([list(prefix)]), use_cache=True)
@@ -255,7 +254,7 @@ def _top_module(model: Any, split: int, rows: Any, weights: np.ndarray, prefix: 
     return Top()
 
 
-def top_features(top: Any, data: CachedPairs, batch_size: int = 64, bf16: bool = False) -> np.ndarray:
+def top_features(top: Any, data: CachedPairs, batch_size: int = 64) -> np.ndarray:
     """Final-norm hidden states at each pair's last position, from the cache through the top layers."""
     import torch
 
@@ -265,7 +264,7 @@ def top_features(top: Any, data: CachedPairs, batch_size: int = 64, bf16: bool =
     feats = np.zeros((len(data), data.hidden[0].shape[1]), dtype=np.float32)
     was = top.training
     top.eval()
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.inference_mode():
         for b in range(0, len(order), batch_size):
             rows = order[b: b + batch_size]
             batch = _collate([data[i] for i in rows])
@@ -357,6 +356,18 @@ def train_readout(model: Any, label_ids: Sequence[int], train_ids: Sequence[Sequ
     the read-out is written (to save the read-out-only model). ``dev_ids`` pick C and make the learning curve."""
     import torch
 
+    # bf16: one autocast for the cache, the features, the read-out and the curve (the Trainer also autocasts)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        return _train_readout(model, label_ids, train_ids, train_gold, dev_ids, dev_gold, cfg, out_dir, on_curve,
+                              on_readout)
+
+
+def _train_readout(model: Any, label_ids: Sequence[int], train_ids: Sequence[Sequence[int]], train_gold: np.ndarray,
+                   dev_ids: Sequence[Sequence[int]], dev_gold: np.ndarray, cfg: ReadoutConfig, out_dir: str,
+                   on_curve: Callable[[CurvePoint], None] | None,
+                   on_readout: Callable[[Any], None] | None) -> ReadoutResult:
+    import torch
+
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -379,10 +390,8 @@ def train_readout(model: Any, label_ids: Sequence[int], train_ids: Sequence[Sequ
 
     everything = list(train_ids) + list(dev_ids)
     prefix = list(everything[0][: max(0, min(common_prefix(everything), min(map(len, everything)) - 1))])
-    train = CachedPairs(*lower_activations(model, train_ids, split, cfg.cache_batch, progress, prefix, cfg.bf16),
-                        train_gold)
-    dev = CachedPairs(*lower_activations(model, dev_ids, split, cfg.cache_batch, progress, prefix, cfg.bf16),
-                      dev_gold)
+    train = CachedPairs(*lower_activations(model, train_ids, split, cfg.cache_batch, progress, prefix), train_gold)
+    dev = CachedPairs(*lower_activations(model, dev_ids, split, cfg.cache_batch, progress, prefix), dev_gold)
     seconds["cache"] = time.time() - t
 
     t = time.time()
@@ -391,7 +400,7 @@ def train_readout(model: Any, label_ids: Sequence[int], train_ids: Sequence[Sequ
     shared = head.weight.detach()[label_ids].mean(dim=0)
     weights = class_weights(train_gold)
     top = _top_module(model, split, head.weight.detach()[label_ids], weights, train.prefix)
-    x, x_dev = top_features(top, train, bf16=cfg.bf16), top_features(top, dev, bf16=cfg.bf16)
+    x, x_dev = top_features(top, train), top_features(top, dev)
     w, c, readout_dev = fit_readout(x, train_gold, x_dev, dev_gold, cfg.c_grid, cfg.seed)
     rows = torch.tensor(w, dtype=torch.float32) + shared  # a shared row: the 4-way softmax is unchanged
     with torch.no_grad():
@@ -403,12 +412,12 @@ def train_readout(model: Any, label_ids: Sequence[int], train_ids: Sequence[Sequ
                            tokens_per_example=float(np.mean(train.lengths())) if len(train) else 0.0)
     if on_readout is not None:
         on_readout(model)
-    curve_point = _curve_probe(top, dev, dev_gold, cfg.bf16)
+    curve_point = _curve_probe(top, dev, dev_gold)
     result.curve.append(curve_point(0, None))
     if on_curve:
         on_curve(result.curve[-1])
     if cfg.train_layers <= 0 or len(train) == 0:
-        result.dev_probs = _probs(top, dev, cfg.bf16)
+        result.dev_probs = _probs(top, dev)
         return result
 
     t = time.time()
@@ -417,26 +426,25 @@ def train_readout(model: Any, label_ids: Sequence[int], train_ids: Sequence[Sequ
     result.examples_per_s = cfg.epochs * len(train) / max(seconds["fine_tune"], 1e-9)
     with torch.no_grad():
         head.weight[label_ids] = top.rows.detach()
-    result.dev_probs = _probs(top, dev, cfg.bf16)
+    result.dev_probs = _probs(top, dev)
     return result
 
 
-def _probs(top: Any, data: CachedPairs, bf16: bool = False) -> np.ndarray:
+def _probs(top: Any, data: CachedPairs) -> np.ndarray:
     import torch
 
     if not len(data):
         return np.zeros((0, 4))
-    feats = torch.from_numpy(top_features(top, data, bf16=bf16))
+    feats = torch.from_numpy(top_features(top, data))
     with torch.no_grad():
         return torch.softmax(feats @ top.rows.detach().T, dim=-1).double().numpy()
 
 
-def _curve_probe(top: Any, dev: CachedPairs, dev_gold: np.ndarray, bf16: bool = False
-                 ) -> Callable[[int, float | None], CurvePoint]:
+def _curve_probe(top: Any, dev: CachedPairs, dev_gold: np.ndarray) -> Callable[[int, float | None], CurvePoint]:
     def point(examples: int, loss: float | None) -> CurvePoint:
         if not len(dev):
             return CurvePoint(examples, float("nan"), float("nan"), float("nan"), loss)
-        m = dev_metrics(dev_gold, _probs(top, dev, bf16))
+        m = dev_metrics(dev_gold, _probs(top, dev))
         return CurvePoint(examples, m["macro_f1"], m["accuracy"], m["spearman"], loss)
 
     return point
