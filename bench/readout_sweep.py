@@ -40,9 +40,12 @@ def by_query_type(dev, pred: np.ndarray) -> dict[str, float]:
     """Macro-F1 of one system's dev predictions within each query type (negation, attribute, ...)."""
     from taosr1.evaluation.metrics import classification_metrics
 
-    gold = dev["label"].to_numpy()
-    return {t: round(float(classification_metrics(gold[m], pred[m])["macro_f1"]), 3)
-            for t in sorted(dev["query_type"].unique()) for m in [(dev["query_type"] == t).to_numpy()]}
+    gold, types = dev["label"].to_numpy(), dev["query_type"].to_numpy()
+    out = {}
+    for t in sorted(set(types)):
+        m = types == t
+        out[t] = round(float(classification_metrics(gold[m], pred[m])["macro_f1"]), 3)
+    return out
 
 
 def parse_config(text: str):
@@ -76,6 +79,7 @@ def main() -> None:
     from taosr1.evaluation.baselines import run_baselines
     from taosr1.evaluation.evaluate import _texts
     from taosr1.evaluation.metrics import classification_metrics
+    from taosr1.labels import LEVELS
     from taosr1.model.loading import load_causal_lm, load_tokenizer, prompt_variant
     from taosr1.prompts.template import label_token_ids
     from taosr1.training.readout import train_readout
@@ -112,7 +116,7 @@ def main() -> None:
                "seconds": {k: round(v, 1) for k, v in res.seconds.items()}, "curve": [dataclasses.asdict(p) for p in
                                                                                      res.curve],
                "dev_pairs": len(dev), "train_pairs": len(train), "split_seed": args.split_seed,
-               "by_query_type": by_query_type(dev, np.array([4, 3, 2, 1])[res.dev_probs.argmax(axis=1)])}
+               "by_query_type": by_query_type(dev, np.array(LEVELS)[res.dev_probs.argmax(axis=1)])}
         results.append(row)
         print(f"{name}: read-out only {res.readout_dev['macro_f1']:.3f}, final {final.macro_f1:.3f} "
               f"(token overlap {lexical:.3f}); by query type {row['by_query_type']}; seconds {row['seconds']}",
